@@ -1,0 +1,127 @@
+"""Execute the book's chapters headlessly with papermill and render the site with Jupyter Book 1.
+
+    python -m aann.build execute [--profile quick|full] [chapter ...]
+    python -m aann.build site
+
+A chapter is a MyST-markdown notebook in ``book/`` (a ``.md`` with a ``kernelspec`` header).
+``execute`` converts it with jupytext to ``_build/notebooks/<chapter>.ipynb``, runs it with
+papermill (the ``profile`` parameter injected) into ``_build/executed/<chapter>.ipynb``; a failing
+cell fails the command. ``site`` stages ``book/`` with the executed notebooks in place of their
+sources under ``_build/site_src`` and builds it with warnings as errors into ``_build/html``. So
+the site shows exactly the outputs papermill produced, and no ``.ipynb`` ever lands in ``book/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .paths import build_dir, project_root
+from .runtime import check_profile, default_profile
+
+
+def book_dir() -> Path:
+    return project_root() / "book"
+
+
+def is_notebook(path: Path) -> bool:
+    """A MyST text notebook carries a kernelspec in its YAML header; plain pages do not."""
+    text = path.read_text()
+    if not text.startswith("---"):
+        return False
+    header = text.split("---", 2)[1]
+    return "kernelspec:" in header
+
+
+def chapters() -> list[str]:
+    """Names of the executable chapters, in file-name order."""
+    return sorted(p.stem for p in book_dir().glob("*.md") if is_notebook(p))
+
+
+def execute(chapter: str, profile: str, log_output: bool = False) -> Path:
+    """Run one chapter with papermill; return the executed notebook's path."""
+    import jupytext
+    import papermill
+
+    source = book_dir() / f"{chapter}.md"
+    if not source.is_file() or not is_notebook(source):
+        raise ValueError(f"unknown chapter {chapter!r}; chapters: {', '.join(chapters())}")
+    profile = check_profile(profile)
+    converted = build_dir() / "notebooks" / f"{chapter}.ipynb"
+    executed = build_dir() / "executed" / f"{chapter}.ipynb"
+    converted.parent.mkdir(parents=True, exist_ok=True)
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(jupytext.read(source), converted)
+    start = time.time()
+    papermill.execute_notebook(
+        str(converted),
+        str(executed),
+        parameters={"profile": profile},
+        cwd=str(book_dir()),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=log_output,
+        # the executed notebook must not depend on the caller's environment for its root
+        request_save_on_cell_execute=False,
+    )
+    print(f"{chapter}: executed ({profile}) in {time.time() - start:.0f} s -> {executed}")
+    return executed
+
+
+def stage_site() -> Path:
+    """``book/`` + the executed chapters + the top-level config and toc, in ``_build/site_src``."""
+    root = project_root()
+    stage = build_dir() / "site_src"
+    if stage.exists():
+        shutil.rmtree(stage)
+    shutil.copytree(book_dir(), stage, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+    for chapter in chapters():
+        executed = build_dir() / "executed" / f"{chapter}.ipynb"
+        if not executed.is_file():
+            raise FileNotFoundError(f"{executed} does not exist: run `python -m aann.build execute` first")
+        (stage / f"{chapter}.md").unlink()
+        shutil.copy(executed, stage / f"{chapter}.ipynb")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(root / name, stage / name)
+    return stage
+
+
+def build_site() -> Path:
+    """Render the staged book with Jupyter Book 1, warnings as errors; return ``_build/html``."""
+    stage = stage_site()
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", "--all", "-W", "-n", "--keep-going", str(stage)]
+    subprocess.run(cmd, check=True)
+    html = build_dir() / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.move(str(stage / "_build" / "html"), html)
+    print(f"site: {html / 'index.html'}")
+    return html
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m aann.build")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("execute", help="run chapters with papermill")
+    ex.add_argument("chapters", nargs="*", help="default: all")
+    ex.add_argument("--profile", default=os.environ.get("PROFILE") or None)
+    sub.add_parser("site", help="render _build/html from the executed chapters")
+    sub.add_parser("list", help="list the chapters")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        print("\n".join(chapters()))
+    elif args.command == "execute":
+        profile = args.profile or default_profile()
+        for chapter in args.chapters or chapters():
+            execute(chapter, profile, log_output=True)
+    else:
+        build_site()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""A model cache keyed by a hash of the configuration, so re-running the book does not retrain.
+
+Entries are plain ``torch.save`` files holding a state dict and JSON-able metadata, read back with
+``torch.load(..., weights_only=True)``: no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from .paths import cache_dir
+
+# Bump when training code changes in a way that makes old entries wrong.
+CACHE_VERSION = 1
+
+
+def config_key(config: dict) -> str:
+    """A stable hash of a JSON-able configuration (key order does not matter)."""
+    blob = json.dumps({"cache_version": CACHE_VERSION, **config}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def cache_path(config: dict) -> Path:
+    return cache_dir() / f"{config_key(config)}.pt"
+
+
+def load(config: dict) -> tuple[dict, dict] | None:
+    """``(state_dict, meta)`` for ``config``, or None when it was never saved."""
+    path = cache_path(config)
+    if not path.is_file():
+        return None
+    entry = torch.load(path, map_location="cpu", weights_only=True)
+    if entry.get("config_json") != json.dumps(config, sort_keys=True, default=str):
+        raise RuntimeError(f"cache entry {path} does not hold the configuration it is named for; delete it")
+    return entry["state_dict"], json.loads(entry["meta_json"])
+
+
+def save(config: dict, state_dict: dict, meta: dict | None = None) -> Path:
+    path = cache_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "config_json": json.dumps(config, sort_keys=True, default=str),
+        "meta_json": json.dumps(meta or {}),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(entry, tmp)
+    tmp.replace(path)  # atomic: an interrupted run never leaves half an entry
+    return path

@@ -1,0 +1,33 @@
+"""Where the project lives: the repository root, its build outputs and caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """``$AANN_ROOT``, else the repository this package sits in (an editable install), else cwd."""
+    env = os.environ.get("AANN_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parent.parent
+    if (here / "_toc.yml").is_file():
+        return here
+    return Path.cwd().resolve()
+
+
+def build_dir() -> Path:
+    return project_root() / "_build"
+
+
+def results_dir() -> Path:
+    """Where chapters write ``<chapter>.json``: ``$AANN_RESULTS`` or ``_build/results``."""
+    env = os.environ.get("AANN_RESULTS")
+    return Path(env) if env else build_dir() / "results"
+
+
+def cache_dir() -> Path:
+    """Trained models, keyed by a hash of their configuration: ``$AANN_CACHE`` or ``_build/cache``."""
+    env = os.environ.get("AANN_CACHE")
+    return Path(env) if env else build_dir() / "cache"

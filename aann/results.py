@@ -1,0 +1,68 @@
+"""Each chapter's key numbers, written to ``_build/results/<chapter>.json``.
+
+Format: ``{"profile", "device", "versions", "metrics": {flat key: number}, "wall_time_s"?}``.
+Tests, the README and ``results/full/`` read the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from pathlib import Path
+
+from .paths import results_dir
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import torchvision
+
+        out["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    from . import __version__
+
+    out["aann"] = __version__
+    return out
+
+
+def device_description(device) -> str:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def write_results(chapter: str, metrics: dict, profile: str, device, wall_time_s: float | None = None,
+                  out_dir: Path | None = None) -> Path:
+    """Validate and write the results file; return its path."""
+    clean = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"metric keys must be non-empty strings, got {key!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"metric {key!r} is {value}, not a finite number")
+        clean[key] = value
+    payload = {"profile": profile, "device": device_description(device), "versions": versions(), "metrics": clean}
+    if wall_time_s is not None:
+        payload["wall_time_s"] = round(float(wall_time_s), 1)
+    out_dir = Path(out_dir) if out_dir else results_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{chapter}.json"
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_results(chapter: str, out_dir: Path | None = None) -> dict:
+    path = (Path(out_dir) if out_dir else results_dir()) / f"{chapter}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: execute chapter {chapter!r} first")
+    return json.loads(path.read_text())

@@ -1,0 +1,41 @@
+"""Device choice, seeding and the profile switch shared by every chapter."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+PROFILES = ("quick", "full")
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU (``$AANN_DEVICE`` overrides)."""
+    env = os.environ.get("AANN_DEVICE")
+    if env:
+        return torch.device(env)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_profile() -> str:
+    """``$AANN_PROFILE``, else ``full`` on a GPU and ``quick`` on a CPU."""
+    return check_profile(os.environ.get("AANN_PROFILE") or ("full" if torch.cuda.is_available() else "quick"))
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    return profile
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so that a CPU run repeats bit for bit."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def generator(seed: int, device="cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(int(seed))

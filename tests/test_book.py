@@ -1,0 +1,114 @@
+"""The book as a regression test: every chapter runs headlessly (quick profile) and must produce
+its results; then the site must build with warnings as errors and render in a browser.
+
+Tests in this module run in order: the site is built from the notebooks the chapter tests executed.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from aann import build
+from aann.results import read_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Per chapter: result keys that must exist (fractions in [0, 1]) and lower bounds in the quick profile.
+EXPECTED = {
+    "sparse_ternary": {
+        "keys": ["mnist/0/test_acc_mean", "mnist/90/test_acc_mean", "mnist/95/test_acc_mean",
+                 "fashion_mnist/90/test_acc_mean", "fashion_mnist/95/test_acc_mean"],
+        "at_least": {"mnist/90/test_acc_mean": 0.97, "mnist/95/test_acc_mean": 0.95,
+                     "fashion_mnist/90/test_acc_mean": 0.80},
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _book_paths(monkeypatch):
+    """Unlike the unit tests, the chapters use the book's real cache and results folder."""
+    monkeypatch.delenv("AANN_CACHE", raising=False)
+    monkeypatch.delenv("AANN_RESULTS", raising=False)
+
+
+def test_every_chapter_has_expectations():
+    assert set(build.chapters()) == set(EXPECTED)
+
+
+@pytest.mark.chapter
+@pytest.mark.parametrize("chapter", sorted(EXPECTED))
+def test_chapter_runs_and_meets_its_quick_targets(chapter):
+    build.execute(chapter, "quick")
+    res = read_results(chapter)
+    assert res["profile"] == "quick"
+    metrics = res["metrics"]
+    for key in EXPECTED[chapter]["keys"]:
+        assert key in metrics, f"{chapter}: results lack {key}"
+        assert 0.0 <= metrics[key] <= 1.0, f"{chapter}: {key} = {metrics[key]} is not a fraction"
+    for key, bound in EXPECTED[chapter]["at_least"].items():
+        assert metrics[key] >= bound, f"{chapter}: {key} = {metrics[key]:.4f} < {bound}"
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs).get("src", ""))
+
+
+@pytest.mark.site
+def test_site_builds_with_warnings_as_errors():
+    html = build.build_site()  # raises if jupyter-book exits non-zero (-W -n --keep-going)
+    for page in ["intro.html"] + [f"{c}.html" for c in build.chapters()]:
+        assert (html / page).is_file(), page
+
+
+@pytest.mark.site
+@pytest.mark.parametrize("chapter", sorted(EXPECTED))
+def test_chapter_page_shows_its_figures(chapter):
+    page = ROOT / "_build" / "html" / f"{chapter}.html"
+    text = page.read_text()
+    parser = _Images()
+    parser.feed(text)
+    figures = [s for s in parser.srcs if s.startswith("_images/")]
+    assert len(figures) >= 2, f"{chapter}: only {len(figures)} figures rendered"
+    for src in figures:
+        f = page.parent / src
+        assert f.is_file() and f.stat().st_size > 5000, f"{chapter}: figure {src} missing or empty"
+    assert "Traceback" not in text and not re.search(r"\bError\b</span>", text)
+    assert "paper vs. this book" in text.lower()
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.site
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (make test installs Debian's on apt machines)")
+@pytest.mark.parametrize("page", ["intro.html"] + [f"{c}.html" for c in sorted(EXPECTED)])
+def test_page_renders_in_headless_chromium(page, tmp_path):
+    """A real browser draws the page: a screenshot that is not blank. The PNGs stay in
+    _build/screenshots for a person to look at."""
+    import matplotlib.image as mpimg
+
+    out = ROOT / "_build" / "screenshots" / page.replace(".html", ".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1280,3000",
+           f"--screenshot={out}", (ROOT / "_build" / "html" / page).as_uri()]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    img = mpimg.imread(out)
+    assert img.shape[0] >= 1000 and img.std() > 0.05, f"{page}: the screenshot looks blank"

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from aann import cache
+from aann.psiren import PSirenConfig, p_siren
+from aann.ternary import check_sparse_ternary
+from aann.training import accuracy
+
+CFG = PSirenConfig(n1=2, n2=4, n3=1, n4=2, batch_size=64)
+
+
+def _same(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_every_level_is_sparse_ternary_and_learns(tiny_mnist_like):
+    out = p_siren(tiny_mnist_like, [0, 50, 90], seed=0, config=CFG, use_cache=False, progress=False)
+    assert list(out) == [0.0, 50.0, 90.0]
+    for p, run in out.items():
+        check_sparse_ternary(run.model, p)
+        assert run.history["step"][-1] == 4
+    assert accuracy(out[50.0].model, tiny_mnist_like["test"]) > 0.5  # chance is 0.1
+
+
+def test_same_seed_same_network(tiny_mnist_like):
+    a = p_siren(tiny_mnist_like, [80], seed=3, config=CFG, use_cache=False, progress=False)[80.0]
+    b = p_siren(tiny_mnist_like, [80], seed=3, config=CFG, use_cache=False, progress=False)[80.0]
+    c = p_siren(tiny_mnist_like, [80], seed=4, config=CFG, use_cache=False, progress=False)[80.0]
+    assert _same(a.model, b.model) and a.history == b.history
+    assert not _same(a.model, c.model)
+
+
+def test_fork_equals_a_run_aimed_at_the_level_alone(tiny_mnist_like):
+    # rate 90 / 4 = 22.5 % per epoch in both; the sweep forks level 90 off a trajectory that also
+    # stopped at 30 and 60, the lone run prunes straight to each epoch's target.
+    sweep = p_siren(tiny_mnist_like, [30, 60, 90], seed=1, config=CFG, use_cache=False, progress=False)
+    alone = p_siren(tiny_mnist_like, [90], seed=1, config=CFG, use_cache=False, progress=False)
+    assert _same(sweep[90.0].model, alone[90.0].model)
+
+
+def test_cache_reuses_and_is_keyed_by_config(tiny_mnist_like, monkeypatch):
+    first = p_siren(tiny_mnist_like, [50], seed=0, config=CFG, progress=False)[50.0]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the network was cached")
+
+    monkeypatch.setattr("aann.psiren.train_epoch", no_training)
+    again = p_siren(tiny_mnist_like, [50], seed=0, config=CFG, progress=False)[50.0]
+    assert _same(first.model, again.model) and again.val_acc == first.val_acc
+    with pytest.raises(AssertionError, match="trained although"):  # another config is another key
+        p_siren(tiny_mnist_like, [50], seed=0, config=PSirenConfig(n1=2, n2=4, n3=1, n4=3, batch_size=64),
+                progress=False)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="n2"):
+        PSirenConfig(n2=0)
+    with pytest.raises(ValueError, match="scope"):
+        PSirenConfig(scope="row")
+    with pytest.raises(ValueError, match=r"\[0, 100\)"):
+        p_siren({"train": None, "val": None}, [100])
+
+
+def test_cache_key_is_order_free_and_roundtrips():
+    a = {"x": 1, "y": [1, 2]}
+    assert cache.config_key(a) == cache.config_key({"y": [1, 2], "x": 1})
+    assert cache.load(a) is None
+    cache.save(a, {"w": torch.arange(3)}, {"note": "hi"})
+    state, meta = cache.load(a)
+    assert torch.equal(state["w"], torch.arange(3)) and meta == {"note": "hi"}
