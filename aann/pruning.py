@@ -36,13 +36,13 @@ def _keep_top(scores: torch.Tensor, n_zero: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def prune_to(model: nn.Module, sparsity: float, scope: str = "layer", layers=None) -> None:
-    """Magnitude-prune ``model``'s sparse layers to ``sparsity`` percent zeros.
+def prune_to(model: nn.Module, sparsity: float, scope: str = "global", layers=None) -> None:
+    r"""Magnitude-prune ``model``'s sparse layers to ``sparsity`` percent zeros.
 
-    ``scope="layer"``: every layer gets exactly ``round(n_l p / 100)`` zeros (the default: the
-    per-layer family counts are then set by p alone). ``scope="global"``: one ranking over all the
-    named layers together, so layers with small weights lose more. ``layers``: paper names of the
-    layers to prune (default: all).
+    ``scope="global"`` (the paper's $\|S(w)\|_0 = N p / 100$ over all $N$ weights): one ranking
+    over all the named layers together, exactly ``round(N p / 100)`` zeros in total; layers with
+    small weights (wide fan-in, like ``fc``) lose more. ``scope="layer"``: every layer gets exactly
+    ``round(n_l p / 100)`` zeros. ``layers``: paper names of the layers to prune (default: all).
     """
     p = check_sparsity(sparsity)
     if scope not in SCOPES:
@@ -61,7 +61,12 @@ def prune_to(model: nn.Module, sparsity: float, scope: str = "layer", layers=Non
             n = layer.weight.numel()
             layer.mask.copy_(keep[offset:offset + n].view_as(layer.mask))
             offset += n
-    for layer in chosen.values():
+    for name, layer in chosen.items():
+        if not layer.mask.any():  # a layer without a single connection cuts the network in two
+            raise ValueError(
+                f"pruning to {p} % ({scope} scope) would remove every weight of layer {name}; "
+                "train longer before pruning, lower the sparsity, or use scope='layer'"
+            )
         layer.apply_mask_()
 
 

@@ -48,7 +48,7 @@ class PSirenConfig:
     lr_ternary: float = 1e-3  # Adam on the latent weights, step 4
     cosine: bool = True  # steps 3 and 4: learning rate decays to 0 along a cosine, per batch
     batch_size: int = 128
-    scope: str = "layer"  # "layer": every layer exactly p % sparse; "global": one ranking
+    scope: str = "global"  # "global": p % of all weights, one ranking (the paper's definition); "layer": p % of each
 
     def __post_init__(self):
         for name in ("n1", "n2", "n3", "n4"):

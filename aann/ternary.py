@@ -126,13 +126,13 @@ def value_counts(model: nn.Module) -> dict[str, dict[int, int]]:
     return out
 
 
-def check_sparse_ternary(model: nn.Module, sparsity: float, scope: str = "layer") -> dict[str, float]:
+def check_sparse_ternary(model: nn.Module, sparsity: float, scope: str = "global") -> dict[str, float]:
     """Assert the invariants of a p-SIREN network and return the per-layer sparsity (in %).
 
     - every layer is in ternary mode and computes with $\\alpha t$, $t \\in \\{-1,0,+1\\}$;
     - the zeros of $t$ are exactly the pruned weights;
-    - the sparsity is exactly ``round(n * p / 100)`` zeros, per layer (scope ``layer``) or over
-      all sparse layers together (scope ``global``).
+    - the sparsity is exactly ``round(n * p / 100)`` zeros over all sparse layers together (scope
+      ``global``, p-SIREN's default) or in every layer (scope ``layer``).
     """
     per_layer, zeros, total = {}, 0, 0
     for name, layer in sparse_layers(model).items():

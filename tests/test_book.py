@@ -24,7 +24,7 @@ EXPECTED = {
     "sparse_ternary": {
         "keys": ["mnist/0/test_acc_mean", "mnist/90/test_acc_mean", "mnist/95/test_acc_mean",
                  "fashion_mnist/90/test_acc_mean", "fashion_mnist/95/test_acc_mean"],
-        "at_least": {"mnist/90/test_acc_mean": 0.97, "mnist/95/test_acc_mean": 0.95,
+        "at_least": {"mnist/90/test_acc_mean": 0.97, "mnist/95/test_acc_mean": 0.94,
                      "fashion_mnist/90/test_acc_mean": 0.80},
     },
 }
