@@ -147,16 +147,15 @@ def prepare_idx(name: str, download: bool = False) -> Path:
         if source is not None:
             _extract(source, target, expected, spec["how"])
             continue
-        if download:
-            _torchvision_class(name)(root=str(root), train=True, download=True)
-            if not target.is_file():
-                raise MissingDataError(f"torchvision's download did not produce {target}")
-            _check(target, expected, spec["how"])
-            continue
         looked = [str(raw)] + [f"{m}/{{{','.join(spec['mirror_folders'])}}}" for m in mirror_dirs()]
-        raise MissingDataError(
-            f"{name}: {filename}(.gz) is missing; looked in {', '.join(looked)}. To get it: {spec['how']}."
-        )
+        missing = f"{name}: {filename}(.gz) is missing; looked in {', '.join(looked)}"
+        if not download:
+            raise MissingDataError(f"{missing}. To get it: {spec['how']}.")
+        try:
+            _torchvision_class(name)(root=str(root), train=True, download=True)
+        except Exception as err:  # offline: torchvision's own error lists the URLs it tried
+            raise MissingDataError(f"{missing}, and the download failed ({err}). To get it: {spec['how']}.") from err
+        _check(target, expected, spec["how"])
     return root
 
 
@@ -185,12 +184,14 @@ def prepare_cifar10(download: bool = False) -> Path:
                     raise MissingDataError(f"cifar10: {path} is missing. To get it: {how}.")
                 _check(path, expected, how)
             return root
-    if download:
+    missing = f"cifar10: no {CIFAR10.base_folder} folder in {', '.join(map(str, roots))}"
+    if not download:
+        raise MissingDataError(f"{missing}. To get it: {how}.")
+    try:
         CIFAR10(root=str(data_root()), train=True, download=True)
-        return data_root()
-    raise MissingDataError(
-        f"cifar10: no {CIFAR10.base_folder} folder in {', '.join(map(str, roots))}. To get it: {how}."
-    )
+    except Exception as err:
+        raise MissingDataError(f"{missing}, and the download failed ({err}). To get it: {how}.") from err
+    return data_root()
 
 
 def prepare(name: str, download: bool = False) -> Path:
