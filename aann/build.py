@@ -43,8 +43,10 @@ def chapters() -> list[str]:
     return sorted(p.stem for p in book_dir().glob("*.md") if is_notebook(p))
 
 
-def execute(chapter: str, profile: str, log_output: bool = False) -> Path:
-    """Run one chapter with papermill; return the executed notebook's path."""
+def execute(chapter: str, profile: str, log_output: bool = False, parameters: dict | None = None) -> Path:
+    """Run one chapter with papermill; return the executed notebook's path.
+
+    ``parameters`` override the chapter's other parameters (``profile`` is always injected)."""
     import jupytext
     import papermill
 
@@ -61,7 +63,7 @@ def execute(chapter: str, profile: str, log_output: bool = False) -> Path:
     papermill.execute_notebook(
         str(converted),
         str(executed),
-        parameters={"profile": profile},
+        parameters={"profile": profile, **(parameters or {})},
         cwd=str(book_dir()),
         kernel_name="python3",
         progress_bar=False,
@@ -71,6 +73,33 @@ def execute(chapter: str, profile: str, log_output: bool = False) -> Path:
     )
     print(f"{chapter}: executed ({profile}) in {time.time() - start:.0f} s -> {executed}")
     return executed
+
+
+MATHJAX = "mathjax@3.2.2"
+
+
+def vendor_mathjax() -> Path | None:
+    """MathJax 3 from the npm registry into ``_build/vendor/mathjax``, so the site typesets its math
+    offline too; None (the site then loads MathJax from its CDN) where npm is not available."""
+    target = build_dir() / "vendor" / "mathjax"
+    if (target / "tex-mml-chtml.js").is_file():
+        return target
+    npm = shutil.which("npm")
+    if npm is None:
+        print("npm not found: the site will load MathJax from its CDN (no math offline)")
+        return None
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([npm, "pack", MATHJAX, "--silent"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        with tarfile.open(next(Path(tmp).glob("mathjax-*.tgz"))) as tar:
+            keep = [m for m in tar.getmembers() if m.isfile() and (
+                m.name == "package/es5/tex-mml-chtml.js" or m.name.startswith("package/es5/output/chtml/fonts/woff-v2/"))]
+            for member in keep:
+                member.name = member.name.removeprefix("package/es5/")
+            tar.extractall(target, members=keep, filter="data")
+    return target
 
 
 def stage_site() -> Path:
@@ -88,6 +117,14 @@ def stage_site() -> Path:
         shutil.copy(executed, stage / f"{chapter}.ipynb")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(root / name, stage / name)
+    mathjax = vendor_mathjax()
+    if mathjax is not None:
+        import yaml
+
+        shutil.copytree(mathjax, stage / "_static" / "mathjax")
+        config = yaml.safe_load((stage / "_config.yml").read_text())
+        config.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = "mathjax/tex-mml-chtml.js"
+        (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return stage
 
 
@@ -104,12 +141,26 @@ def build_site() -> Path:
     return html
 
 
+def _parse_parameter(text: str) -> tuple[str, object]:
+    import ast
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise SystemExit(f"-p expects NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value  # a bare string
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m aann.build")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("execute", help="run chapters with papermill")
     ex.add_argument("chapters", nargs="*", help="default: all")
     ex.add_argument("--profile", default=os.environ.get("PROFILE") or None)
+    ex.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                    help="another notebook parameter; VALUE is a Python literal, e.g. -p levels=[90,95]")
     sub.add_parser("site", help="render _build/html from the executed chapters")
     sub.add_parser("list", help="list the chapters")
     args = parser.parse_args(argv)
@@ -117,8 +168,9 @@ def main(argv=None) -> None:
         print("\n".join(chapters()))
     elif args.command == "execute":
         profile = args.profile or default_profile()
+        extra = dict(_parse_parameter(p) for p in args.parameter)
         for chapter in args.chapters or chapters():
-            execute(chapter, profile, log_output=True)
+            execute(chapter, profile, log_output=True, parameters=extra)
     else:
         build_site()
 

@@ -112,3 +112,18 @@ def test_page_renders_in_headless_chromium(page, tmp_path):
     subprocess.run(cmd, check=True, capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
     img = mpimg.imread(out)
     assert img.shape[0] >= 1000 and img.std() > 0.05, f"{page}: the screenshot looks blank"
+
+
+@pytest.mark.site
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (make test installs Debian's on apt machines)")
+def test_math_is_typeset_offline(tmp_path):
+    """With MathJax vendored (npm available), formulas render without any network."""
+    if not (ROOT / "_build" / "html" / "_static" / "mathjax" / "tex-mml-chtml.js").is_file():
+        pytest.skip("MathJax was not vendored (no npm): the site loads it from its CDN")
+    page = ROOT / "_build" / "html" / "sparse_ternary.html"
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+           "--dump-dom", page.as_uri()]
+    dom = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HOME": str(tmp_path)}).stdout
+    assert dom.count("<mjx-container") >= 10, "MathJax did not typeset the page"
