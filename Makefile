@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= $(shell $(PY) -c 'import torch; print("full" if torch.cuda.is_available() else "quick")' 2>/dev/null || echo quick)
 DATASETS := mnist fashion_mnist
 
-.PHONY: help env system-deps data execute site book test clean
+.PHONY: help env system-deps data execute site book test bench clean
 
 help:
 	@echo "make book   environment + data + every chapter executed (PROFILE=$(PROFILE)) + site in _build/html"
@@ -54,3 +54,7 @@ test: data
 
 clean:
 	rm -rf _build
+
+# Benchmarks write JSON to _build/results/ (speed targets are measured here, never in unit tests).
+bench: data
+	$(PY) benchmarks/bench_neighbours.py

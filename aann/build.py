@@ -39,8 +39,17 @@ def is_notebook(path: Path) -> bool:
 
 
 def chapters() -> list[str]:
-    """Names of the executable chapters, in file-name order."""
-    return sorted(p.stem for p in book_dir().glob("*.md") if is_notebook(p))
+    """Names of the executable chapters, in the order of ``_toc.yml`` (later chapters start from
+    networks that earlier ones trained and cached)."""
+    import yaml
+
+    toc = yaml.safe_load((project_root() / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
+    notebooks = [f for f in files if (book_dir() / f"{f}.md").is_file() and is_notebook(book_dir() / f"{f}.md")]
+    stray = sorted({p.stem for p in book_dir().glob("*.md") if is_notebook(p)} - set(notebooks))
+    if stray:
+        raise ValueError(f"chapters missing from _toc.yml: {', '.join(stray)}")
+    return notebooks
 
 
 def execute(chapter: str, profile: str, log_output: bool = False, parameters: dict | None = None) -> Path:

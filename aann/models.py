@@ -6,6 +6,7 @@ calls "1.0"; ``fc`` is the classifier. Every hidden unit goes through HardTanh (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
@@ -35,13 +36,39 @@ def get_model(name: str, **kwargs) -> nn.Module:
     return _REGISTRY[name](**kwargs)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One weight layer and what follows it up to the next weight layer.
+
+    A network of the book is a chain of stages, ``x = stage.post(stage.layer(x))``; ``post`` acts on
+    each channel (or unit) separately (HardTanh, max-pooling, flattening), which is what lets the
+    neighbour evaluator recompute only the channels a bit-swap touches.
+    """
+
+    name: str  # the paper's layer name
+    layer: nn.Module
+    post: nn.Module
+
+
+class StagedNet(nn.Module):
+    """Base of the book's networks: ``forward`` is the chain of ``stages()``."""
+
+    def stages(self) -> list[Stage]:
+        raise NotImplementedError
+
+    def forward(self, x):
+        for stage in self.stages():
+            x = stage.post(stage.layer(x))
+        return x
+
+
 def _conv_block(c_in, c_out, k, stride=1, padding=0):
     return nn.Sequential(
         SparseTernaryConv2d(c_in, c_out, k, stride=stride, padding=padding), nn.Hardtanh(), nn.MaxPool2d(2)
     )
 
 
-class MnistNet(nn.Module):
+class MnistNet(StagedNet):
     """Section 3.1: conv 5x5 (16) -> pool -> conv 5x5 (32) -> pool -> fc 1568 x 10.
 
     Padding 2 keeps 28 x 28 through each convolution, so 32 x 7 x 7 = 1568 reach ``fc``.
@@ -56,11 +83,15 @@ class MnistNet(nn.Module):
         self.fc = SparseTernaryLinear(32 * 7 * 7, num_classes)
         self.out = nn.Hardtanh() if clamp_output else nn.Identity()
 
-    def forward(self, x):
-        return self.out(self.fc(self.layer2(self.layer1(x)).flatten(1)))
+    def stages(self) -> list[Stage]:
+        return [
+            Stage("1.0", self.layer1[0], self.layer1[1:]),
+            Stage("2.0", self.layer2[0], nn.Sequential(*self.layer2[1:], nn.Flatten())),
+            Stage("fc", self.fc, self.out),
+        ]
 
 
-class CarNet(nn.Module):
+class CarNet(StagedNet):
     """Section 3.1's car-racing net: conv 7x7 (32) -> pool -> conv 5x5 (64) -> pool -> fc 576 x 100
     -> fc 100 x 3, on 96 x 96 grayscale frames.
 
@@ -75,9 +106,13 @@ class CarNet(nn.Module):
         self.fc = SparseTernaryLinear(100, num_classes)
         self.out = nn.Hardtanh() if clamp_output else nn.Identity()
 
-    def forward(self, x):
-        h = self.layer2(self.layer1(x)).flatten(1)
-        return self.out(self.fc(self.fc1(h)))
+    def stages(self) -> list[Stage]:
+        return [
+            Stage("1.0", self.layer1[0], self.layer1[1:]),
+            Stage("2.0", self.layer2[0], nn.Sequential(*self.layer2[1:], nn.Flatten())),
+            Stage("fc1.0", self.fc1[0], self.fc1[1]),
+            Stage("fc", self.fc, self.out),
+        ]
 
 
 register_model("mnist_net")(MnistNet)

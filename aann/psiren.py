@@ -81,20 +81,25 @@ def _epoch_seed(seed: int, *tags) -> int:
 
 
 def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig | None = None,
-            device=None, use_cache: bool = True, progress: bool = True) -> dict[float, PSirenResult]:
+            device=None, use_cache: bool = True, progress: bool = True,
+            rate_levels=None) -> dict[float, PSirenResult]:
     """Run Algorithm 1 for every sparsity in ``levels`` (percent, each in [0, 100)).
 
     ``data`` holds ``train`` and ``val`` splits (``val`` only reports; nothing is selected on it
-    here). Returns, per level, the ternary network after step 4 and its history.
+    here). The pruning rate is ``max(levels) / n2`` percent per epoch; ``rate_levels`` (a superset of
+    ``levels``) sets it from another list instead, so that a few levels of a larger sweep come out
+    identical to (and from the same cache entries as) the sweep's. Returns, per level, the ternary
+    network after step 4 and its history.
     """
     config = config or PSirenConfig()
     levels = sorted({check_sparsity(p) for p in levels})
     if not levels:
         raise ValueError("levels must name at least one sparsity")
+    rate_levels = sorted({check_sparsity(p) for p in (rate_levels or levels)} | set(levels))
     train, val = data["train"], data["val"]
     device = device or train.x.device
-    schedule = gradual_schedule(levels, config.n2)
-    rate = levels[-1] / config.n2
+    schedule = gradual_schedule(rate_levels, config.n2)
+    rate = rate_levels[-1] / config.n2
     base_key = {
         "algorithm": "p_siren",
         **{k: v for k, v in asdict(config).items() if k != "n2"},
@@ -175,3 +180,40 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
         sparsity = stops[-1]
     bar.close()
     return dict(sorted(results.items()))
+
+
+# Fig. 2a's 15 levels, plus 90 %: the paper's reference network for everything that follows.
+LEVELS_FIG2 = [0, 10, 20, 30, 40, 50, 60, 70, 80, 85, 87, 89, 90, 91, 93, 95]
+
+
+def reference_budget(profile: str, seed: int = 0) -> dict:
+    """The book's p-SIREN budgets per profile, shared by every chapter that starts from a p-SIREN
+    network, so that they all hit the same cache entries.
+
+    quick: 25,000 training images, 4 levels, one network per level (minutes on a CPU);
+    full: the whole training set, 16 levels, three networks per level.
+    """
+    from .runtime import check_profile
+
+    if check_profile(profile) == "quick":
+        return dict(levels=[0, 50, 90, 95], seeds=[seed], train_size=25_000,
+                    config=PSirenConfig(n1=2, n2=5, n3=1, n4=4))
+    return dict(levels=list(LEVELS_FIG2), seeds=[seed, seed + 1, seed + 2], train_size=None,
+                config=PSirenConfig(n1=8, n2=38, n3=3, n4=5))
+
+
+def reference_network(dataset: str, level: float, profile: str, seed: int = 0, device=None,
+                      data: dict | None = None) -> PSirenResult:
+    """The p-SIREN network of the book's chapter on sparse ternary networks at ``level`` (trained
+    there, loaded here from the cache; trained now if the cache lacks it)."""
+    from .data import load_splits
+    from .runtime import default_device
+
+    budget = reference_budget(profile, seed)
+    device = device or default_device()
+    data = data or load_splits(dataset, train_size=budget["train_size"], device=device, download=True)
+    if not 0 <= level <= max(budget["levels"]):
+        raise ValueError(f"level must be in [0, {max(budget['levels'])}] for the {profile} profile, got {level}")
+    # the pruning rate follows the profile's largest level, as in the chapter's sweep
+    return p_siren(data, [level], seed=seed, config=budget["config"], device=device,
+                   rate_levels=budget["levels"])[float(level)]

@@ -98,11 +98,18 @@ def sparse_layers(model: nn.Module) -> dict[str, SparseTernaryMixin]:
     }
 
 
+class UnknownLayerError(KeyError, ValueError):
+    """A layer name the model does not have (both a KeyError and a ValueError)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 def get_layer(model: nn.Module, name: str) -> SparseTernaryMixin:
     """One sparse ternary layer by its paper name; a clear error for an unknown name."""
     layers = sparse_layers(model)
     if name not in layers:
-        raise KeyError(f"unknown layer {name!r}; this model's layers are {', '.join(layers)}")
+        raise UnknownLayerError(f"unknown layer {name!r}; this model's layers are {', '.join(layers)}")
     return layers[name]
 
 

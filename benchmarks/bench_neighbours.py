@@ -1,0 +1,97 @@
+"""Neighbours evaluated per second on the full 10,000-image MNIST test set, per layer: the exact
+fast evaluator (aann.neighbours.NeighbourEvaluator) against the naive loop (copy the network, swap,
+full forward pass, per neighbour), measured in the same run.
+
+    python benchmarks/bench_neighbours.py [--seconds 5] [--device cuda]
+
+Writes _build/results/bench_neighbours.json (keys <layer>/fast_per_s, <layer>/naive_per_s,
+<layer>/speedup for 1.0, 2.0, fc, and n_eval_images). The network is a 90 %-sparse ternary MNIST
+net (random weights, every layer 90 % sparse): the cost of either path does not depend on the
+weights' values, only on the shapes and the sparsity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from aann.data import load_splits
+from aann.models import get_model
+from aann.neighbours import NeighbourEvaluator, naive_accuracy, neighbourhood_size, sample_neighbours
+from aann.pruning import prune_to
+from aann.results import write_results
+from aann.runtime import default_device
+from aann.ternary import sparse_layers, ternarize
+
+BATCH = {"1.0": 8, "2.0": 64, "fc": 512}  # neighbours per batched step, per layer
+
+
+def bench_net(device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = get_model("mnist_net")
+    prune_to(net, 90, scope="layer")
+    ternarize(net)
+    return net.to(device)
+
+
+def timed(fn, min_seconds: float) -> tuple[int, float]:
+    """Call ``fn`` (returning how many neighbours it evaluated) until min_seconds have passed."""
+    done, start = 0, time.perf_counter()
+    while True:
+        done += fn()
+        device_sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return done, elapsed
+
+
+def device_sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="minimum time per measurement")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device) if args.device else default_device()
+    test = load_splits("mnist", device=device, download=True)["test"]
+    net = bench_net(device)
+    evaluator = NeighbourEvaluator(net, test)
+    metrics = {"n_eval_images": len(test)}
+    for layer in sparse_layers(net):
+        pool = sample_neighbours(net, layer, min(20_000, neighbourhood_size(net, layer)), seed=0)
+        cursor = {"i": 0}
+
+        def fast():
+            i, b = cursor["i"], BATCH[layer]
+            cursor["i"] = (i + b) % (len(pool) - b)
+            evaluator.evaluate(pool[i:i + b], batch_size=b)
+            return b
+
+        fast()  # warm-up
+        n_fast, t_fast = timed(fast, args.seconds)
+        naive_cursor = {"i": 0}
+
+        def naive():
+            i = naive_cursor["i"]
+            naive_cursor["i"] += 1
+            naive_accuracy(net, test, pool[i:i + 1])
+            return 1
+
+        naive()
+        n_naive, t_naive = timed(naive, args.seconds)
+        metrics[f"{layer}/fast_per_s"] = n_fast / t_fast
+        metrics[f"{layer}/naive_per_s"] = n_naive / t_naive
+        metrics[f"{layer}/speedup"] = metrics[f"{layer}/fast_per_s"] / metrics[f"{layer}/naive_per_s"]
+        print(f"layer {layer}: fast {metrics[f'{layer}/fast_per_s']:.1f}/s, naive {metrics[f'{layer}/naive_per_s']:.2f}/s, "
+              f"speedup {metrics[f'{layer}/speedup']:.0f}x", flush=True)
+    path = write_results("bench_neighbours", metrics, profile="bench", device=device)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+import copy
+
+import pytest
+import torch
+
+from aann.data import Split
+from aann.models import get_model
+from aann.neighbours import (NeighbourEvaluator, Swaps, apply_swap, iter_neighbours, naive_accuracy,
+                             neighbourhood_size, sample_neighbours, undo_swap)
+from aann.pruning import prune_to
+from aann.ternary import sparse_layers, ternarize, value_counts
+
+
+def ternary_net(name="mnist_net", sparsity=70, scale=0.03, seed=0, **kwargs):
+    """A sparse ternary net; a small scale keeps units in HardTanh's linear range, a large one
+    saturates them (exact +-1 everywhere: ties)."""
+    torch.manual_seed(seed)
+    net = get_model(name, **kwargs)
+    with torch.no_grad():
+        for layer in sparse_layers(net).values():
+            layer.weight.normal_(0, 1)
+    prune_to(net, sparsity, scope="layer")
+    ternarize(net)
+    with torch.no_grad():
+        for layer in sparse_layers(net).values():
+            layer.scale.fill_(scale)
+    return net
+
+
+def data_for(net, n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    side = 96 if net.fc.out_features == 3 else 28
+    return Split(torch.rand(n, 1, side, side, generator=g), torch.randint(0, net.fc.out_features, (n,), generator=g))
+
+
+def _state(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_sampling_is_distinct_seeded_and_valid():
+    net = ternary_net()
+    a = sample_neighbours(net, "fc", 500, seed=1)
+    b = sample_neighbours(net, "fc", 500, seed=1)
+    assert torch.equal(a.src, b.src) and torch.equal(a.dst, b.dst)
+    assert len({(s, d) for s, d in zip(a.src.tolist(), a.dst.tolist())}) == 500
+    t = net.fc.ternary_values().flatten()
+    assert torch.all(t[a.src] != 0) and torch.all(t[a.dst] == 0)
+    assert not torch.equal(a.src, sample_neighbours(net, "fc", 500, seed=2).src)
+
+
+def test_enumeration_covers_the_whole_neighbourhood_once():
+    net = ternary_net(sparsity=60)
+    size = neighbourhood_size(net, "1.0")
+    assert size == 160 * 240  # 400 weights, 60 % zeros
+    pairs = [(s, d) for batch in iter_neighbours(net, "1.0", batch_size=1000)
+             for s, d in zip(batch.src.tolist(), batch.dst.tolist())]
+    assert len(pairs) == size and len(set(pairs)) == size
+
+
+def test_swap_keeps_the_family_and_undo_is_bit_exact():
+    net = ternary_net()
+    before, counts = _state(net), value_counts(net)
+    sw = sample_neighbours(net, "2.0", 3, seed=0)
+    for i in range(3):
+        v = net.layer2[0].ternary_values().flatten()[sw.src[i]].item()
+        saved = apply_swap(net, "2.0", sw.src[i], sw.dst[i])
+        t = net.layer2[0].ternary_values().flatten()
+        assert t[sw.src[i]] == 0 and t[sw.dst[i]] == v
+        assert value_counts(net) == counts
+        undo_swap(net, "2.0", sw.src[i], sw.dst[i], saved)
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_errors_say_what_is_possible():
+    net = ternary_net(sparsity=60)
+    with pytest.raises(ValueError, match=r"has 38400 first neighbours; asked for 38401 \(allowed: 1 to 38400\)"):
+        sample_neighbours(net, "1.0", 38401)
+    with pytest.raises(ValueError, match="unknown layer '3.0'; this model's layers are 1.0, 2.0, fc"):
+        sample_neighbours(net, "3.0", 1)
+    with pytest.raises(ValueError, match="unknown layer"):
+        NeighbourEvaluator(net, data_for(net)).evaluate(Swaps("conv1", torch.tensor([0]), torch.tensor([1])))
+    with pytest.raises(KeyError, match="unknown layer '3.0'"):
+        neighbourhood_size(net, "3.0")
+    dense = ternary_net(sparsity=0)
+    with pytest.raises(ValueError, match=r"layer fc has 15680 nonzero and 0 zero weights"):
+        sample_neighbours(dense, "fc", 1)
+    with pytest.raises(ValueError, match="nonzero src and a zero dst"):
+        sw = sample_neighbours(net, "fc", 1)
+        apply_swap(net, "fc", sw.dst[0], sw.src[0])
+
+
+def _reference_logits(net, data, swaps):
+    ref = copy.deepcopy(net).double()
+    out = []
+    with torch.no_grad():
+        for i in range(len(swaps)):
+            saved = apply_swap(ref, swaps.layer, swaps.src[i], swaps.dst[i])
+            out.append(ref(data.x.double()))
+            undo_swap(ref, swaps.layer, swaps.src[i], swaps.dst[i], saved)
+    return torch.stack(out)
+
+
+def _same_channel_swaps(net, layer, n):
+    """Swaps whose nonzero and zero weight feed the same output unit (one channel changes twice)."""
+    t = sparse_layers(net)[layer].ternary_values()
+    per = t[0].numel()
+    src, dst = [], []
+    for o in range(t.shape[0]):
+        row = t[o].flatten()
+        nz, z = (row != 0).nonzero().flatten(), (row == 0).nonzero().flatten()
+        if len(nz) and len(z):
+            src.append(o * per + nz[0].item())
+            dst.append(o * per + z[-1].item())
+        if len(src) == n:
+            break
+    return Swaps(layer, torch.tensor(src), torch.tensor(dst))
+
+
+@pytest.mark.parametrize("name,kwargs", [("mnist_net", {}), ("mnist_net", {"clamp_output": True}), ("car_net", {})])
+@pytest.mark.parametrize("scale", [0.03, 2.0])  # linear range / saturated, with exact ties
+def test_fast_evaluation_equals_a_full_forward_pass(name, kwargs, scale):
+    net = ternary_net(name, scale=scale, **kwargs)
+    data = data_for(net)
+    ev = NeighbourEvaluator(net, data)
+    for layer in sparse_layers(net):
+        swaps = sample_neighbours(net, layer, 12, seed=3)
+        same = _same_channel_swaps(net, layer, 4)
+        swaps = Swaps(layer, torch.cat([swaps.src, same.src]), torch.cat([swaps.dst, same.dst]))
+        acc, logits = ev.evaluate(swaps, return_logits=True, batch_size=5)
+        ref = _reference_logits(net, data, swaps)
+        assert torch.equal(logits.argmax(-1), ref.argmax(-1)), layer  # predictions: exactly equal
+        assert torch.allclose(logits, ref, rtol=0, atol=1e-12), layer
+        ref_acc = (ref.argmax(-1) == data.y).double().mean(1)
+        assert torch.equal(acc, ref_acc), layer
+        if scale < 1:  # in the linear range swaps move logits (saturated nets may not move any;
+            # a swap into a unit whose outgoing weights are all 0 moves none, even here)
+            assert sum(not torch.equal(logits[i], ev.logits) for i in range(len(swaps))) >= len(swaps) // 2
+    if scale == 2.0 and kwargs.get("clamp_output"):
+        assert (ev.logits == 1.0).sum(1).gt(1).any()  # the saturated case really has ties
+
+
+def test_chunking_does_not_change_results():
+    net = ternary_net()
+    data = data_for(net, n=50)
+    swaps = sample_neighbours(net, "1.0", 7, seed=0)
+    big = NeighbourEvaluator(net, data).evaluate(swaps, return_logits=True)
+    small = NeighbourEvaluator(net, data, chunk_elems=5000).evaluate(swaps, return_logits=True, batch_size=3)
+    assert torch.equal(big[0], small[0])  # accuracies and predictions: identical
+    assert torch.equal(big[1].argmax(-1), small[1].argmax(-1))
+    assert torch.allclose(big[1], small[1], rtol=0, atol=1e-12)  # other batch shapes, other rounding
+
+
+def test_naive_reference_agrees_on_a_float32_forward():
+    net = ternary_net(scale=2.0)  # saturated: float32 and float64 agree exactly
+    data = data_for(net)
+    swaps = sample_neighbours(net, "fc", 5, seed=0)
+    assert torch.equal(naive_accuracy(net, data, swaps), NeighbourEvaluator(net, data).evaluate(swaps))
+
+
+def test_dense_layers_are_refused():
+    net = get_model("mnist_net")
+    prune_to(net, 50, scope="layer")
+    ev = NeighbourEvaluator(net, data_for(net))
+    with pytest.raises(ValueError, match="not ternary"):
+        ev.evaluate(sample_neighbours(net, "fc", 2))
+
+
+def test_a_neighbour_with_the_same_correct_count_compares_equal():
+    net = ternary_net(scale=2.0, clamp_output=True)  # saturated: many swaps change nothing
+    data = data_for(net, n=97)  # 1/97 has no exact binary representation
+    ev = NeighbourEvaluator(net, data)
+    acc = ev.evaluate(sample_neighbours(net, "1.0", 30, seed=0))
+    assert (acc == ev.base_accuracy).any()
+    assert ev.base_accuracy == int(ev.base_correct.sum()) / 97
