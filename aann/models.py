@@ -62,9 +62,9 @@ class StagedNet(nn.Module):
         return x
 
 
-def _conv_block(c_in, c_out, k, stride=1, padding=0):
+def _conv_block(c_in, c_out, k, stride=1, padding=0, scale="layer"):
     return nn.Sequential(
-        SparseTernaryConv2d(c_in, c_out, k, stride=stride, padding=padding), nn.Hardtanh(), nn.MaxPool2d(2)
+        SparseTernaryConv2d(c_in, c_out, k, stride=stride, padding=padding, scale=scale), nn.Hardtanh(), nn.MaxPool2d(2)
     )
 
 
@@ -74,13 +74,15 @@ class MnistNet(StagedNet):
     Padding 2 keeps 28 x 28 through each convolution, so 32 x 7 x 7 = 1568 reach ``fc``.
     ``clamp_output`` also passes the 10 outputs through HardTanh, as "every unit" in the paper
     would; off by default: the outputs are the logits of a softmax classifier (see the chapter).
+    ``scale``: one scale per layer (``"layer"``) or per output channel (``"channel"``).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, clamp_output: bool = False):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, clamp_output: bool = False,
+                 scale: str = "layer"):
         super().__init__()
-        self.layer1 = _conv_block(in_channels, 16, 5, padding=2)
-        self.layer2 = _conv_block(16, 32, 5, padding=2)
-        self.fc = SparseTernaryLinear(32 * 7 * 7, num_classes)
+        self.layer1 = _conv_block(in_channels, 16, 5, padding=2, scale=scale)
+        self.layer2 = _conv_block(16, 32, 5, padding=2, scale=scale)
+        self.fc = SparseTernaryLinear(32 * 7 * 7, num_classes, scale=scale)
         self.out = nn.Hardtanh() if clamp_output else nn.Identity()
 
     def stages(self) -> list[Stage]:
@@ -98,12 +100,13 @@ class CarNet(StagedNet):
     576 = 64 x 3 x 3: 96 -conv7/3-> 30 -pool-> 15 -conv5/2-> 6 -pool-> 3.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 3, clamp_output: bool = False):
+    def __init__(self, in_channels: int = 1, num_classes: int = 3, clamp_output: bool = False,
+                 scale: str = "layer"):
         super().__init__()
-        self.layer1 = _conv_block(in_channels, 32, 7, stride=3)
-        self.layer2 = _conv_block(32, 64, 5, stride=2)
-        self.fc1 = nn.Sequential(SparseTernaryLinear(576, 100), nn.Hardtanh())
-        self.fc = SparseTernaryLinear(100, num_classes)
+        self.layer1 = _conv_block(in_channels, 32, 7, stride=3, scale=scale)
+        self.layer2 = _conv_block(32, 64, 5, stride=2, scale=scale)
+        self.fc1 = nn.Sequential(SparseTernaryLinear(576, 100, scale=scale), nn.Hardtanh())
+        self.fc = SparseTernaryLinear(100, num_classes, scale=scale)
         self.out = nn.Hardtanh() if clamp_output else nn.Identity()
 
     def stages(self) -> list[Stage]:

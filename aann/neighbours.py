@@ -188,9 +188,12 @@ class NeighbourEvaluator:
         v = self.ternary[k].flatten()[swaps.src.to(self.device)].to(self.dtype)  # value that moves
         if (v == 0).any() or (self.ternary[k].flatten()[swaps.dst.to(self.device)] != 0).any():
             raise ValueError(f"layer {self.names[k]}: every swap needs a nonzero src and a zero dst")
-        delta = torch.stack([-v, v], 1) * self.alpha[k]  # [B, 2]
         per_out = math.prod(shape[1:])
-        return idx // per_out, idx % per_out, delta
+        out_ch = idx // per_out
+        alpha = self.alpha[k]  # one scale per layer, or one per output channel
+        alpha = alpha.expand(2) if alpha.dim() == 0 else alpha.flatten()[out_ch]
+        delta = torch.stack([-v, v], 1) * alpha  # [B, 2]
+        return out_ch, idx % per_out, delta
 
     def evaluate(self, swaps: Swaps, return_logits: bool = False, batch_size: int = 256,
                  progress: bool = False):

@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+SCALES = ("layer", "channel")
+
+
 class _SignSTE(torch.autograd.Function):
     """sign with sign(0) := +1 (so an unpruned weight is never a 0), identity gradient."""
 
@@ -35,10 +38,14 @@ class _SignSTE(torch.autograd.Function):
 class SparseTernaryMixin:
     """Mask, scale and mode for a Conv2d or Linear; see the module docstring."""
 
-    def _init_sparse_ternary(self) -> None:
+    def _init_sparse_ternary(self, scale: str) -> None:
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         self.register_buffer("mask", torch.ones_like(self.weight, dtype=torch.bool))
         self.register_buffer("is_ternary", torch.tensor(False))
-        self.scale = nn.Parameter(torch.ones((), dtype=self.weight.dtype))
+        # one scale per layer, or one per output channel (unit): the weights stay ternary either way
+        shape = () if scale == "layer" else (self.weight.shape[0],) + (1,) * (self.weight.dim() - 1)
+        self.scale = nn.Parameter(torch.ones(shape, dtype=self.weight.dtype))
 
     def effective_weight(self) -> torch.Tensor:
         """The weight the layer computes with (differentiable)."""
@@ -56,8 +63,13 @@ class SparseTernaryMixin:
     def ternarize_(self) -> None:
         r"""Switch to ternary mode; $\alpha$ starts at the mean $|w|$ of the kept weights, so the
         layer's output scale barely changes at the switch."""
-        kept = self.weight[self.mask].abs()
-        self.scale.fill_(kept.mean().item() if kept.numel() else 1.0)
+        kept = (self.weight.abs() * self.mask).flatten(1).sum(1)  # per output channel
+        count = self.mask.flatten(1).sum(1)
+        if self.scale.dim() == 0:
+            self.scale.fill_(kept.sum().item() / count.sum().item() if count.sum() else 1.0)
+        else:
+            per = torch.where(count > 0, kept / count.clamp(min=1), torch.ones_like(kept))
+            self.scale.copy_(per.view_as(self.scale))
         self.is_ternary.fill_(True)
 
     @torch.no_grad()
@@ -72,18 +84,18 @@ class SparseTernaryMixin:
 
 
 class SparseTernaryConv2d(SparseTernaryMixin, nn.Conv2d):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, scale: str = "layer", **kwargs):
         super().__init__(*args, **kwargs)
-        self._init_sparse_ternary()
+        self._init_sparse_ternary(scale)
 
     def forward(self, x):
         return self._conv_forward(x, self.effective_weight(), self.bias)
 
 
 class SparseTernaryLinear(SparseTernaryMixin, nn.Linear):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, scale: str = "layer", **kwargs):
         super().__init__(*args, **kwargs)
-        self._init_sparse_ternary()
+        self._init_sparse_ternary(scale)
 
     def forward(self, x):
         return F.linear(x, self.effective_weight(), self.bias)

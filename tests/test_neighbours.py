@@ -11,19 +11,19 @@ from aann.pruning import prune_to
 from aann.ternary import sparse_layers, ternarize, value_counts
 
 
-def ternary_net(name="mnist_net", sparsity=70, scale=0.03, seed=0, **kwargs):
+def ternary_net(name="mnist_net", sparsity=70, scale=0.03, seed=0, per_channel=False, **kwargs):
     """A sparse ternary net; a small scale keeps units in HardTanh's linear range, a large one
     saturates them (exact +-1 everywhere: ties)."""
     torch.manual_seed(seed)
-    net = get_model(name, **kwargs)
+    net = get_model(name, scale="channel" if per_channel else "layer", **kwargs)
     with torch.no_grad():
         for layer in sparse_layers(net).values():
             layer.weight.normal_(0, 1)
     prune_to(net, sparsity, scope="layer")
     ternarize(net)
     with torch.no_grad():
-        for layer in sparse_layers(net).values():
-            layer.scale.fill_(scale)
+        for layer in sparse_layers(net).values():  # per channel: scales spread around `scale`
+            layer.scale.copy_(scale * (0.5 + torch.rand_like(layer.scale)))
     return net
 
 
@@ -119,8 +119,9 @@ def _same_channel_swaps(net, layer, n):
 
 @pytest.mark.parametrize("name,kwargs", [("mnist_net", {}), ("mnist_net", {"clamp_output": True}), ("car_net", {})])
 @pytest.mark.parametrize("scale", [0.03, 2.0])  # linear range / saturated, with exact ties
-def test_fast_evaluation_equals_a_full_forward_pass(name, kwargs, scale):
-    net = ternary_net(name, scale=scale, **kwargs)
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fast_evaluation_equals_a_full_forward_pass(name, kwargs, scale, per_channel):
+    net = ternary_net(name, scale=scale, per_channel=per_channel, **kwargs)
     data = data_for(net)
     ev = NeighbourEvaluator(net, data)
     for layer in sparse_layers(net):

@@ -144,3 +144,17 @@ def test_check_sparse_ternary_catches_broken_invariants(net):
         net.fc.is_ternary.fill_(False)
         net.fc.ternarize_()
     check_sparse_ternary(net, 90)
+
+
+def test_per_channel_scale_starts_at_each_channels_mean_magnitude():
+    torch.manual_seed(0)
+    net = get_model("mnist_net", scale="channel")
+    prune_to(net, 80, scope="layer")
+    w = net.layer1[0].weight.detach().clone()
+    m = net.layer1[0].mask
+    ternarize(net)
+    expected = (w.abs() * m).flatten(1).sum(1) / m.flatten(1).sum(1)
+    assert torch.allclose(net.layer1[0].scale.flatten(), expected)
+    check_sparse_ternary(net, 80, scope="layer")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        get_model("mnist_net", scale="row")
