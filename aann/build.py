@@ -107,7 +107,8 @@ def vendor_mathjax() -> Path | None:
                 m.name == "package/es5/tex-mml-chtml.js" or m.name.startswith("package/es5/output/chtml/fonts/woff-v2/"))]
             for member in keep:
                 member.name = member.name.removeprefix("package/es5/")
-            tar.extractall(target, members=keep, filter="data")
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
+            tar.extractall(target, members=keep, **safe)
     return target
 
 
