@@ -300,6 +300,35 @@ class NeighbourEvaluator:
         return a.view(B, n, -1)
 
 
+@dataclass
+class Scan:
+    """Accuracies of many neighbours of one layer (float32, on the CPU, in the order scanned) and
+    the best of them (the first one, on ties)."""
+
+    layer: str
+    acc: torch.Tensor
+    best_acc: float
+    best_src: int
+    best_dst: int
+
+
+def scan(evaluator: NeighbourEvaluator, batches, total: int | None = None, progress: bool = True) -> Scan:
+    """Evaluate every batch of swaps (e.g. ``iter_neighbours(...)``, the whole neighbourhood) and keep
+    all accuracies and the best swap; memory stays at one batch plus 4 bytes per neighbour."""
+    accs, best = [], (-1.0, -1, -1)
+    layer = None
+    for swaps in tqdm(batches, total=total, desc="neighbours", unit="batch", mininterval=10, disable=not progress):
+        layer = swaps.layer
+        a = evaluator.evaluate(swaps, batch_size=len(swaps))
+        i = int(a.argmax())
+        if a[i].item() > best[0]:
+            best = (a[i].item(), int(swaps.src[i]), int(swaps.dst[i]))
+        accs.append(a.float().cpu())
+    if layer is None:
+        raise ValueError("scan got no neighbours to evaluate")
+    return Scan(layer, torch.cat(accs), *best)
+
+
 def naive_accuracy(model: nn.Module, data: Split, swaps: Swaps) -> torch.Tensor:
     """The reference: for each swap, copy the network, swap, full forward pass. Slow; for tests and
     the benchmark."""

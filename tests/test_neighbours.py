@@ -6,7 +6,7 @@ import torch
 from aann.data import Split
 from aann.models import get_model
 from aann.neighbours import (NeighbourEvaluator, Swaps, apply_swap, iter_neighbours, naive_accuracy,
-                             neighbourhood_size, sample_neighbours, undo_swap)
+                             neighbourhood_size, sample_neighbours, scan, undo_swap)
 from aann.pruning import prune_to
 from aann.ternary import sparse_layers, ternarize, value_counts
 
@@ -174,3 +174,19 @@ def test_a_neighbour_with_the_same_correct_count_compares_equal():
     acc = ev.evaluate(sample_neighbours(net, "1.0", 30, seed=0))
     assert (acc == ev.base_accuracy).any()
     assert ev.base_accuracy == int(ev.base_correct.sum()) / 97
+
+
+def test_scan_of_a_whole_neighbourhood_matches_evaluating_it_at_once():
+    net = ternary_net(sparsity=99)  # layer 1.0: 4 nonzero x 396 zero = 1,584 neighbours
+    data = data_for(net, n=20)
+    ev = NeighbourEvaluator(net, data)
+    result = scan(ev, iter_neighbours(net, "1.0", batch_size=500), total=4, progress=False)
+    everything = [s for s in iter_neighbours(net, "1.0", batch_size=1584)][0]
+    direct = ev.evaluate(everything, batch_size=512)
+    assert len(result.acc) == neighbourhood_size(net, "1.0") == 1584
+    assert torch.equal(result.acc, direct.float())
+    first_best = int(direct.argmax())
+    assert (result.best_src, result.best_dst) == (int(everything.src[first_best]), int(everything.dst[first_best]))
+    assert result.best_acc == direct.max().item()
+    with pytest.raises(ValueError, match="no neighbours"):
+        scan(ev, [], progress=False)
