@@ -139,6 +139,12 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
         hist["val_acc"].append(accuracy(model, val))
         bar.update(1)
 
+    def _optimizer(model, lr, epochs):
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        steps = epochs * -(-len(train) // config.batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if config.cosine and steps else None
+        return opt, sched
+
     def fork(trunk: nn.Module, p: float) -> None:
         model = copy.deepcopy(trunk)
         hist = copy.deepcopy(history)
@@ -155,12 +161,6 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
         if use_cache:
             cache.save(key(p), model.state_dict(), {"val_acc": val_acc, "history": hist})
         results[p] = PSirenResult(p, model, val_acc, hist)
-
-    def _optimizer(model, lr, epochs):
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        steps = epochs * -(-len(train) // config.batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if config.cosine and steps else None
-        return opt, sched
 
     trunk = build()
     opt = torch.optim.Adam(trunk.parameters(), lr=config.lr)
