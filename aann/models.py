@@ -51,13 +51,21 @@ class Stage:
 
 
 class StagedNet(nn.Module):
-    """Base of the book's networks: ``forward`` is the chain of ``stages()``."""
+    """Base of the book's networks: ``forward`` is the chain of ``stages()``.
+
+    Subclasses build their stages once, with ``_set_stages``, after creating their layers; the
+    stages only refer to registered submodules (plus parameter-free wrappers), so ``to``,
+    ``double`` and ``deepcopy`` keep them consistent.
+    """
+
+    def _set_stages(self, stages: list[Stage]) -> None:
+        object.__setattr__(self, "_stages", tuple(stages))  # not registered: no second copy of the modules
 
     def stages(self) -> list[Stage]:
-        raise NotImplementedError
+        return list(self._stages)
 
     def forward(self, x):
-        for stage in self.stages():
+        for stage in self._stages:
             x = stage.post(stage.layer(x))
         return x
 
@@ -84,13 +92,11 @@ class MnistNet(StagedNet):
         self.layer2 = _conv_block(16, 32, 5, padding=2, scale=scale)
         self.fc = SparseTernaryLinear(32 * 7 * 7, num_classes, scale=scale)
         self.out = nn.Hardtanh() if clamp_output else nn.Identity()
-
-    def stages(self) -> list[Stage]:
-        return [
+        self._set_stages([
             Stage("1.0", self.layer1[0], self.layer1[1:]),
             Stage("2.0", self.layer2[0], nn.Sequential(*self.layer2[1:], nn.Flatten())),
             Stage("fc", self.fc, self.out),
-        ]
+        ])
 
 
 class CarNet(StagedNet):
@@ -108,14 +114,12 @@ class CarNet(StagedNet):
         self.fc1 = nn.Sequential(SparseTernaryLinear(576, 100, scale=scale), nn.Hardtanh())
         self.fc = SparseTernaryLinear(100, num_classes, scale=scale)
         self.out = nn.Hardtanh() if clamp_output else nn.Identity()
-
-    def stages(self) -> list[Stage]:
-        return [
+        self._set_stages([
             Stage("1.0", self.layer1[0], self.layer1[1:]),
             Stage("2.0", self.layer2[0], nn.Sequential(*self.layer2[1:], nn.Flatten())),
             Stage("fc1.0", self.fc1[0], self.fc1[1]),
             Stage("fc", self.fc, self.out),
-        ]
+        ])
 
 
 register_model("mnist_net")(MnistNet)

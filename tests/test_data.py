@@ -19,10 +19,10 @@ def isolated(tmp_path, monkeypatch):
 
 
 def _real_mnist_gz():
-    for m in [Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"]:
-        if (m / "t10k-labels-idx1-ubyte.gz").is_file():
-            return m
-    pytest.skip("the offline MNIST mirror is not on this machine")
+    mirror = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"
+    if not (mirror / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("the offline MNIST mirror is not on this machine")
+    return mirror
 
 
 def test_missing_file_names_it_and_says_how(isolated):
