@@ -228,6 +228,15 @@ class Split:
         idx = idx.to(self.y.device)
         return Split(self.x[idx], self.y[idx])
 
+    def fingerprint(self) -> str:
+        """A cheap content hash (shape, every label, a strided sample of the pixels), so that a
+        cached model or a search checkpoint never outlives a change of its data."""
+        h = hashlib.sha256()
+        h.update(str(tuple(self.x.shape)).encode())
+        h.update(self.y.cpu().numpy().tobytes())
+        h.update(self.x.flatten()[:: max(1, self.x.numel() // 100_000)].cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
 
 def _as_tensors(ds) -> Split:
     data = ds.data if isinstance(ds.data, torch.Tensor) else torch.from_numpy(np.asarray(ds.data))

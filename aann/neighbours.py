@@ -126,6 +126,35 @@ def _layer_op(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias=None
     return F.linear(x, weight, bias)
 
 
+def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """``max_pool2d(x, 2)``, bit for bit, as the maximum of four strided views: on the CPU many
+    times faster for the small maps here (the library kernel also computes indices for float64)."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode drops an odd last row/column
+    return torch.maximum(torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 1:h:2, 0:w:2]),
+                         torch.maximum(x[..., 0:h:2, 1:w:2], x[..., 1:h:2, 1:w:2]))
+
+
+def _evaluation_post(post: nn.Module):
+    """A stage's ``post`` as a function, with plain 2x2 max-pooling done by ``_max_pool_2x2``."""
+    steps = []
+    for m in (post if isinstance(post, nn.Sequential) else [post]):
+        plain_2x2 = (isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == (2, 2) and _pair(m.stride) == (2, 2)
+                     and _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1)
+                     and not m.ceil_mode and not m.return_indices)
+        steps.append(_max_pool_2x2 if plain_2x2 else m)
+
+    def run(x):
+        for step in steps:
+            x = step(x)
+        return x
+
+    return run
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
 class NeighbourEvaluator:
     """Accuracy (and logits) of many bit-swap neighbours of one network on a fixed data set.
 
@@ -133,15 +162,20 @@ class NeighbourEvaluator:
     read once, at construction: change it afterwards and build a new evaluator.
     """
 
-    def __init__(self, model: nn.Module, data: Split, dtype=torch.float64, chunk_elems: int = 2**25):
+    def __init__(self, model: nn.Module, data: Split, dtype=torch.float64, chunk_elems: int | None = None):
         if not hasattr(model, "stages"):
             raise TypeError("NeighbourEvaluator needs a staged network (aann.models.StagedNet)")
         self.stages = model.stages()
+        self.post = [_evaluation_post(s.post) for s in self.stages]
         self.names = [s.name for s in self.stages]
         self.device = data.x.device
         self.dtype = dtype
         self.y = data.y
-        self.chunk_elems = chunk_elems  # bounds the memory of one batched step
+        # elements of one batched step: on a CPU small enough to stay in cache (the steps are
+        # memory-bound there; 2**20 float64 = 8 MiB measured 4x faster than 2**25), on a GPU large
+        if chunk_elems is None:
+            chunk_elems = 2**25 if self.device.type == "cuda" else 2**20
+        self.chunk_elems = chunk_elems
         self._pad_cache: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             self.weights = [s.layer.effective_weight().detach().to(dtype) for s in self.stages]
@@ -155,9 +189,33 @@ class NeighbourEvaluator:
                 self.a.append(a)
                 z = _layer_op(s.layer, a, self.weights[k], self.biases[k])
                 self.z.append(z)
-                a = s.post(z)
+                a = self.post[k](z)
             self.logits = a
             self.base_correct = self._correct(a)
+
+    @torch.no_grad()
+    def apply_swap(self, layer: str, src: int, dst: int) -> None:
+        """Move to the neighbour (src -> dst of ``layer``): update the cached weights and recompute
+        the cached activations from that layer on (cheaper than a new evaluator for upper layers).
+        The caller swaps the network itself with ``apply_swap(model, ...)``."""
+        if layer not in self.names:
+            raise UnknownLayerError(f"unknown layer {layer!r}; this model's layers are {', '.join(self.names)}")
+        k = self.names.index(layer)
+        t = self.ternary[k].view(-1)
+        src, dst = int(src), int(dst)
+        if t[src] == 0 or t[dst] != 0:
+            raise ValueError(f"layer {layer}: a swap needs a nonzero src and a zero dst (src={src}, dst={dst})")
+        t[dst], t[src] = t[src].clone(), 0
+        self.weights[k] = self.alpha[k] * self.ternary[k].to(self.dtype)  # alpha: per layer or per channel
+        self._pad_cache = {}
+        a = self.a[k]
+        for j in range(k, len(self.stages)):
+            if j > k:
+                self.a[j] = a
+            self.z[j] = _layer_op(self.stages[j].layer, a, self.weights[j], self.biases[j])
+            a = self.post[j](self.z[j])
+        self.logits = a
+        self.base_correct = self._correct(a)
 
     def _padded(self, k: int, r: slice) -> torch.Tensor:
         """Stage k's input, zero-padded as its convolution pads it (cached per stage)."""
@@ -216,88 +274,162 @@ class NeighbourEvaluator:
 
     @torch.no_grad()
     def _evaluate_batch(self, k: int, swaps: Swaps, return_logits: bool):
-        B, N = len(swaps), len(self.y)
+        N = len(self.y)
         out_ch, in_idx, delta = self._delta_weight_channels(k, swaps)
-        # images per step, so that B * rows * (widest activation from here on) stays under chunk_elems
-        widest = max(z[0].numel() for z in self.z[k:])
-        rows = max(1, min(N, self.chunk_elems // (B * widest)))
-        correct = torch.zeros(B, dtype=torch.long, device=self.device)
+        if k + 1 == len(self.stages):
+            step = self._output_layer_steps(k, out_ch, in_idx, delta)
+        else:
+            step = self._hidden_layer_steps(k, swaps, out_ch, in_idx, delta)
+        correct = torch.zeros(len(swaps), dtype=torch.long, device=self.device)
         all_logits = []
-        for r0 in range(0, N, rows):
-            r = slice(r0, min(N, r0 + rows))
-            a_new, a_old = self._touched_channels(k, out_ch, in_idx, delta, r)
-            out = self._logits(k, out_ch, a_new, a_old, r)  # [B, n, classes]
+        for r, out in step:  # logits [B, n, classes] of every neighbour on the images r
             correct += (out.argmax(-1) == self.y[r]).sum(1)
             if return_logits:
                 all_logits.append(out)
         acc = correct.to(torch.float64) / N
         return acc, (torch.cat(all_logits, 1) if return_logits else None)
 
-    def _touched_channels(self, k, out_ch, in_idx, delta, r):
-        """Stage k's output in the two channels (units) each swap touches, after and before the
-        swap: two tensors [B, n, 2, features per channel]."""
-        layer, a_in, z = self.stages[k].layer, self.a[k][r], self.z[k][r]
-        B, n = out_ch.shape[0], a_in.shape[0]
+    def _image_chunks(self, per_image: int):
+        """Slices of the evaluation set small enough that per_image * rows elements fit in
+        chunk_elems (the memory of one batched step)."""
+        N = len(self.y)
+        rows = max(1, min(N, self.chunk_elems // max(1, per_image)))
+        return [slice(r0, min(N, r0 + rows)) for r0 in range(0, N, rows)]
+
+    def _dz(self, k: int, ch, in_idx, delta, r) -> torch.Tensor:
+        """Change of stage k's pre-activation in channel (unit) ch[m] when the weight (ch[m],
+        in_idx[m]) changes by delta[m], for M single weight changes: [M, n, *channel shape]."""
+        layer, a_in = self.stages[k].layer, self.a[k][r]
+        n = a_in.shape[0]
         if isinstance(layer, nn.Conv2d):
             # a change e of weight (o, c, ky, kx) adds e * (a[:, c] shifted by (ky, kx)) to z[:, o]:
             # a gather from the zero-padded input, no convolution needed
             kh, kw = self.weights[k].shape[2:]
             cin, ky, kx = in_idx // (kh * kw), in_idx % (kh * kw) // kw, in_idx % kw
             padded = self._padded(k, r)  # [n, C, Hp, Wp]
-            hp, wp = padded.shape[2:]
-            h_out, w_out = z.shape[2:]
+            wp = padded.shape[3]
+            h_out, w_out = self.z[k].shape[2:]
             sy, sx = layer.stride
             grid = (torch.arange(h_out, device=self.device)[:, None] * sy * wp
                     + torch.arange(w_out, device=self.device)[None, :] * sx).flatten()  # [H'W']
-            idx = (ky.flatten() * wp + kx.flatten())[:, None] + grid  # [B*2, H'W']
-            x = padded.flatten(2)[:, cin.flatten()]  # [n, B*2, Hp*Wp]
-            dz = torch.gather(x, 2, idx.unsqueeze(0).expand(n, -1, -1)) * delta.flatten()[None, :, None]
-            dz = dz.view(n, B, 2, h_out, w_out).transpose(0, 1)  # [B, n, 2, H', W']
-        else:
-            dz = a_in[:, in_idx.flatten()].view(n, B, 2).transpose(0, 1) * delta[:, None, :]  # [B, n, 2]
-        # when both changes fall in one channel, slot 0 carries their sum and slot 1 nothing
-        same = (out_ch[:, 0] == out_ch[:, 1]).view(B, *([1] * (dz.dim() - 1)))
-        dz = torch.where(same, torch.cat([dz.sum(2, keepdim=True), torch.zeros_like(dz[:, :, :1])], 2), dz)
-        z_old = z.transpose(0, 1)[out_ch.flatten()]  # [B*2, n, ...]
-        z_old = z_old.view(B, 2, *z_old.shape[1:]).transpose(1, 2)  # [B, n, 2, ...]
-        post = self.stages[k].post  # acts per channel: run it on the 2 channels as a 2-channel layer
-        a_new = post((z_old + dz).reshape(B * n, 2, *z_old.shape[3:]))
-        a_old = post(z_old.reshape(B * n, 2, *z_old.shape[3:]))
-        return a_new.reshape(B, n, 2, -1), a_old.reshape(B, n, 2, -1)
+            idx = (ky * wp + kx)[:, None] + grid  # [M, H'W']
+            x = padded.flatten(2)[:, cin]  # [n, M, Hp*Wp]
+            dz = torch.gather(x, 2, idx.unsqueeze(0).expand(n, -1, -1)) * delta[None, :, None]
+            return dz.transpose(0, 1).reshape(len(ch), n, h_out, w_out)
+        return (a_in[:, in_idx] * delta).T.unsqueeze(2)  # [M, n, 1]
 
-    def _logits(self, k, out_ch, a_new, a_old, r):
-        """Logits [B, n, classes] of every neighbour, from the change in stage k's output."""
-        B, n = a_new.shape[:2]
-        if k + 1 == len(self.stages):  # the swapped layer is the output layer: 2 logits change
+    def _channel_outputs(self, k: int, ch, dz, r) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage k's output in channel ch[m], after adding dz[m] to its pre-activation and before:
+        two tensors [M, n, features per channel]. The stage's post acts per channel, so it runs on
+        the one channel as on a one-channel layer."""
+        M, n = dz.shape[:2]
+        z_old = self.z[k][r].transpose(0, 1)[ch]  # [M, n, *channel shape]
+        if z_old.dim() == 2:  # a linear layer: a channel is one unit
+            z_old = z_old.unsqueeze(2)
+        a_new = self.post[k]((z_old + dz).reshape(M * n, 1, *dz.shape[2:])).reshape(M, n, -1)
+        a_old = self.a[k + 1][r].reshape(n, self.z[k].shape[1], -1).transpose(0, 1)[ch] if k + 1 < len(self.stages) \
+            else self.logits[r].T[ch].unsqueeze(2)
+        return a_new, a_old
+
+    def _output_layer_steps(self, k, out_ch, in_idx, delta):
+        """The swapped layer is the output layer: only the two logits it touches change."""
+        B = out_ch.shape[0]
+        for r in self._image_chunks(B * self.logits.shape[1] * 4):
+            n = r.stop - r.start
+            dz = self._dz(k, out_ch.flatten(), in_idx.flatten(), delta.flatten(), r).view(B, 2, n)
+            # when both changes fall in one unit, slot 0 carries their sum
+            same = out_ch[:, 0] == out_ch[:, 1]
+            dz = torch.where(same[:, None, None], torch.stack([dz.sum(1), dz[:, 1]], 1), dz)
+            a_new, _ = self._channel_outputs(k, out_ch.flatten(), dz.reshape(B * 2, n, 1), r)
+            a_new = a_new.view(B, 2, n).transpose(1, 2)  # [B, n, 2]
             out = self.logits[r].unsqueeze(0).expand(B, n, -1).clone()
             idx = out_ch[:, None, :].expand(B, n, 2)
-            out.scatter_(2, idx[:, :, 1:], a_new[:, :, 1:, 0])  # slot 1 first: in the one-channel
-            out.scatter_(2, idx[:, :, :1], a_new[:, :, :1, 0])  # case slot 0 has the final value
-            return out
-        da = a_new - a_old  # [B, n, 2, per]
+            out.scatter_(2, idx[:, :, 1:], a_new[:, :, 1:])  # slot 1 first: in the one-unit case
+            out.scatter_(2, idx[:, :, :1], a_new[:, :, :1])  # slot 0 holds the final value
+            yield r, out
+
+    def _hidden_layer_steps(self, k, swaps, out_ch, in_idx, delta):
+        r"""A hidden layer: the swap changes stage k's output in at most two channels, and the next
+        pre-activation by the next layer restricted to those channels. By linearity that change is
+        the sum of one term per swapped weight,
+
+        $\Delta z_{k+1} = W_{k+1}[:, o_s] \ast \Delta a_{o_s}(s) + W_{k+1}[:, o_d] \ast \Delta a_{o_d}(d, v)$,
+
+        where the first depends only on the source weight and the second only on the destination
+        and the value moved. Many swaps of a batch share those *endpoints*, so each term is computed
+        once per distinct endpoint and the neighbours only add them up. Where both weights sit in
+        one channel the HardTanh sees their sum, so that channel is computed jointly, per swap."""
+        B = len(swaps)
+        same = out_ch[:, 0] == out_ch[:, 1]
+        split, joint = (~same).nonzero().squeeze(1), same.nonzero().squeeze(1)
+        joint = joint[torch.sort(out_ch[joint, 0], stable=True).indices]  # by channel, as the endpoints
+        # an endpoint is a weight and the signed value it receives: key = 2 * index + (delta > 0);
+        # sorted keys are sorted by output channel (the weight's flat index is channel-major)
+        flat = torch.stack([swaps.src, swaps.dst], 1).to(self.device)[split]
+        keys, inv = torch.unique((2 * flat + (delta[split] > 0)).flatten(), return_inverse=True)
+        U, S = len(keys), len(joint)
+        first = torch.zeros(len(keys), dtype=torch.long, device=self.device)
+        first.scatter_(0, inv, torch.arange(inv.numel(), device=self.device))  # an occurrence of each key
+        e_ch, e_in, e_delta = (t[split].flatten()[first] for t in (out_ch, in_idx, delta))
+        # rows of the contribution table: U endpoints, S joint swaps, and one row of zeros
+        row_a = torch.empty(B, dtype=torch.long, device=self.device)
+        row_b = torch.full((B,), U + S, dtype=torch.long, device=self.device)
+        row_a[split], row_b[split] = inv.view(-1, 2)[:, 0], inv.view(-1, 2)[:, 1]
+        row_a[joint] = U + torch.arange(S, device=self.device)
+        z_next = self.z[k + 1]
+        width = z_next[0].numel()
+        widest = max(z[0].numel() for z in self.z[k + 1:])
+        channel = self.z[k][0, 0].numel()  # features of one channel of stage k (1 for a linear layer)
+        for r in self._image_chunks((U + S + 1) * (width + 4 * channel)):
+            n = r.stop - r.start
+            dz = torch.cat([self._dz(k, e_ch, e_in, e_delta, r),
+                            self._dz(k, out_ch[joint, 0], in_idx[joint, 0], delta[joint, 0], r)
+                            + self._dz(k, out_ch[joint, 1], in_idx[joint, 1], delta[joint, 1], r)])
+            table = self._next_contribution(k, torch.cat([e_ch, out_ch[joint, 0]]), dz, r)  # [U + S + 1, ...]
+            sub = max(1, self.chunk_elems // (n * widest))
+            outs = []
+            for b0 in range(0, B, sub):
+                b = slice(b0, min(B, b0 + sub))
+                z = table[row_a[b]]
+                z += table[row_b[b]]
+                z += z_next[r]
+                outs.append(self._forward_from(k + 1, z.reshape(-1, *z_next.shape[1:])).view(z.shape[0], n, -1))
+            yield r, torch.cat(outs)
+
+    def _next_contribution(self, k, ch, dz, r) -> torch.Tensor:
+        """Change of stage k+1's pre-activation caused by dz[m] in stage k's channel ch[m] alone:
+        [M + 1, n, *next pre-activation shape], the last row zeros (for swaps with one term)."""
+        a_new, a_old = self._channel_outputs(k, ch, dz, r)
+        da = a_new - a_old  # [M, n, per]
+        M, n, per = da.shape
         nxt, w_next = self.stages[k + 1].layer, self.weights[k + 1]
-        c_out = w_next.shape[0]
         if isinstance(nxt, nn.Conv2d):
-            # the next conv restricted, per swap, to the 2 input channels that changed:
-            # unfold the change into patches and multiply by those 2 channels' weights (one GEMM per swap)
             h, w = self.a[k + 1].shape[2:]
-            kh, kw = w_next.shape[2:]
-            patches = F.unfold(da.reshape(B * n, 2, h, w), (kh, kw), padding=nxt.padding, stride=nxt.stride)
-            patches = patches.view(B, n, 2 * kh * kw, -1)  # [B, n, 2*kh*kw, L]
-            wk = w_next[:, out_ch.flatten()].view(c_out, B, 2, kh, kw).transpose(0, 1).reshape(B, 1, c_out, 2 * kh * kw)
-            h_out, w_out = self.z[k + 1].shape[2:]
-            dz = torch.matmul(wk, patches).view(B, n, c_out, h_out, w_out)
-        else:
-            # flattened channels: channel c is input features c * per ... (c + 1) * per - 1
-            per = da.shape[3]
-            cols = (out_ch[:, :, None] * per + torch.arange(per, device=self.device)).reshape(B, 2 * per)
-            dz = torch.bmm(da.reshape(B, n, 2 * per), w_next[:, cols].permute(1, 2, 0))  # [B, n, C_out]
-        z = self.z[k + 1][r].unsqueeze(0) + dz
-        a = self.stages[k + 1].post(z.reshape(B * n, *z.shape[2:]))
-        for j in range(k + 2, len(self.stages)):
-            s = self.stages[j]
-            a = s.post(_layer_op(s.layer, a, self.weights[j], self.biases[j]))
-        return a.view(B, n, -1)
+            out = torch.empty(M + 1, n, *self.z[k + 1].shape[1:], dtype=self.dtype, device=self.device)
+            out[M] = 0
+            # one convolution per run of endpoints in one input channel (the caller sorts them by
+            # channel, so runs are long and the results land in contiguous slices)
+            channels, counts = torch.unique_consecutive(ch, return_counts=True)
+            start = 0
+            for c, count in zip(channels.tolist(), counts.tolist()):
+                m = slice(start, start + count)
+                y = F.conv2d(da[m].reshape(-1, 1, h, w), w_next[:, c:c + 1], None, nxt.stride, nxt.padding)
+                out[m] = y.view(count, n, *y.shape[1:])
+                start += count
+            return out
+        # a linear layer after a flatten: channel c is input features c * per ... (c + 1) * per - 1
+        cols = ch[:, None] * per + torch.arange(per, device=self.device)  # [M, per]
+        out = torch.empty(M + 1, n, w_next.shape[0], dtype=self.dtype, device=self.device)
+        out[M] = 0
+        torch.bmm(da, w_next[:, cols].permute(1, 2, 0), out=out[:M])  # [M, n, C_out]
+        return out
+
+    def _forward_from(self, j: int, z: torch.Tensor) -> torch.Tensor:
+        """Stage j's pre-activation z -> the network's logits."""
+        a = self.post[j](z)
+        for i in range(j + 1, len(self.stages)):
+            a = self.post[i](_layer_op(self.stages[i].layer, a, self.weights[i], self.biases[i]))
+        return a
 
 
 @dataclass

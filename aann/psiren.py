@@ -66,13 +66,19 @@ class PSirenResult:
     history: dict  # per-epoch validation accuracy along the run: {"step": [...], "sparsity": [...], "val_acc": [...]}
 
 
-def _data_fingerprint(split: Split) -> str:
-    """A cheap content hash, so a cache entry never outlives a change of the training data."""
-    h = hashlib.sha256()
-    h.update(str(tuple(split.x.shape)).encode())
-    h.update(split.y.cpu().numpy().tobytes())
-    h.update(split.x.flatten()[:: max(1, split.x.numel() // 100_000)].cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+def fine_tune(model: nn.Module, train: Split, epochs: int, lr: float, batch_size: int = 128,
+              cosine: bool = True, seed: int = 0, tags: tuple = (), after_epoch=None) -> None:
+    """Train ``model`` with its masks fixed (sparsity kept; ternary layers stay ternary): Adam, the
+    learning rate cosine-annealed to 0 over the ``epochs`` when ``cosine``. p-SIREN's steps 3 and
+    4, and the backprop baseline of the SENSE chapter. ``after_epoch(e, model)`` is called after
+    each epoch."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * -(-len(train) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine and steps else None
+    for e in range(epochs):
+        train_epoch(model, train, opt, batch_size, _epoch_seed(seed, *tags, e), sched)
+        if after_epoch is not None:
+            after_epoch(e, model)
 
 
 def _epoch_seed(seed: int, *tags) -> int:
@@ -105,7 +111,7 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
         **{k: v for k, v in asdict(config).items() if k != "n2"},
         "prune_rate": round(rate, 9),
         "seed": seed,
-        "train": _data_fingerprint(train),
+        "train": train.fingerprint(),
     }
 
     def key(level):
@@ -139,24 +145,14 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
         hist["val_acc"].append(accuracy(model, val))
         bar.update(1)
 
-    def _optimizer(model, lr, epochs):
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        steps = epochs * -(-len(train) // config.batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if config.cosine and steps else None
-        return opt, sched
-
     def fork(trunk: nn.Module, p: float) -> None:
         model = copy.deepcopy(trunk)
         hist = copy.deepcopy(history)
-        opt, sched = _optimizer(model, config.lr, config.n3)
-        for e in range(config.n3):  # step 3: fixed mask
-            train_epoch(model, train, opt, config.batch_size, _epoch_seed(seed, "step3", p, e), sched)
-            log(hist, 3, model, p)
+        fine_tune(model, train, config.n3, config.lr, config.batch_size, config.cosine, seed, ("step3", p),
+                  after_epoch=lambda e, m: log(hist, 3, m, p))  # step 3: fixed mask
         ternarize(model)  # step 4
-        opt, sched = _optimizer(model, config.lr_ternary, config.n4)
-        for e in range(config.n4):
-            train_epoch(model, train, opt, config.batch_size, _epoch_seed(seed, "step4", p, e), sched)
-            log(hist, 4, model, p)
+        fine_tune(model, train, config.n4, config.lr_ternary, config.batch_size, config.cosine, seed, ("step4", p),
+                  after_epoch=lambda e, m: log(hist, 4, m, p))
         val_acc = accuracy(model, val)
         if use_cache:
             cache.save(key(p), model.state_dict(), {"val_acc": val_acc, "history": hist})

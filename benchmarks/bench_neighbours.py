@@ -25,7 +25,7 @@ from aann.results import write_results
 from aann.runtime import default_device
 from aann.ternary import sparse_layers, ternarize
 
-BATCH = {"1.0": 8, "2.0": 64, "fc": 512}  # neighbours per batched step, per layer
+BATCH = {"1.0": 1024, "2.0": 1024, "fc": 4096}  # neighbours per batched step, per layer
 
 
 def bench_net(device) -> torch.nn.Module:

@@ -141,6 +141,22 @@ def test_fast_evaluation_equals_a_full_forward_pass(name, kwargs, scale, per_cha
         assert (ev.logits == 1.0).sum(1).gt(1).any()  # the saturated case really has ties
 
 
+@pytest.mark.parametrize("name", ["mnist_net", "car_net"])
+def test_batches_sharing_swapped_weights_are_exact(name):
+    """Enumerated batches share each source weight across many swaps (and destinations across
+    sources): the evaluator computes each shared term once; the result must not change."""
+    net = ternary_net(name, sparsity=90)
+    data = data_for(net, n=24)
+    ev = NeighbourEvaluator(net, data)
+    for layer in sparse_layers(net):
+        swaps = next(iter_neighbours(net, layer, batch_size=300))
+        assert len(set(swaps.src.tolist())) < len(swaps)
+        acc, logits = ev.evaluate(swaps, return_logits=True, batch_size=300)
+        ref = _reference_logits(net, data, swaps)
+        assert torch.equal(logits.argmax(-1), ref.argmax(-1)), layer
+        assert torch.allclose(logits, ref, rtol=0, atol=1e-12), layer
+
+
 def test_chunking_does_not_change_results():
     net = ternary_net()
     data = data_for(net, n=50)

@@ -1,0 +1,108 @@
+import pytest
+import torch
+
+from aann.neighbours import NeighbourEvaluator, apply_swap
+from aann.sense import (SenseConfig, best_members, ensemble_accuracy, random_sparse_ternary, sense,
+                        temperature)
+from aann.ternary import value_counts
+from aann.training import accuracy
+
+
+@pytest.fixture
+def start():
+    return random_sparse_ternary("mnist_net", 80, seed=0)
+
+
+def _cfg(**kw):
+    return SenseConfig(**{"schedule": "random", "steps": 6, "block": 2, "neighbours": 20, "seed": 1, **kw})
+
+
+def test_climb_never_goes_down_keeps_the_family_and_leaves_the_input_alone(start, tiny_mnist_like):
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    res = sense(start, tiny_mnist_like["val"], _cfg(), report=tiny_mnist_like["test"], progress=False)
+    assert all(torch.equal(v, start.state_dict()[k]) for k, v in before.items())
+    val = res.history["val_acc"]
+    assert all(b >= a for a, b in zip([res.member_val[0]] + val, val))  # a hill-climb
+    assert len(res.history["layer"]) == 6 and res.history["evaluations"][-1] == 6 * 20
+    net = res.network
+    assert value_counts(net) == value_counts(start)  # one family
+    assert accuracy(net, tiny_mnist_like["val"]) == pytest.approx(val[-1])
+    assert accuracy(net, tiny_mnist_like["test"]) == pytest.approx(res.history["test_acc"][-1])
+    assert len(res.member_val) == len(res.path) + 1 == sum(res.history["moved"]) + 1
+
+
+def test_resumed_search_follows_the_same_trajectory(start, tiny_mnist_like, tmp_path):
+    cfg = _cfg(temperature=(0.01, 0.001))
+    straight = sense(start, tiny_mnist_like["val"], cfg, progress=False)
+    ck = tmp_path / "search.pt"
+    first = sense(start, tiny_mnist_like["val"], cfg, checkpoint=ck, stop_after=2, progress=False)
+    assert first.step == 2
+    resumed = sense(start, tiny_mnist_like["val"], cfg, checkpoint=ck, progress=False)
+    assert resumed.path == straight.path and resumed.history == straight.history
+    # a checkpoint of another search is refused, with the reason
+    with pytest.raises(ValueError, match="another search"):
+        sense(start, tiny_mnist_like["val"], _cfg(seed=2), checkpoint=ck, progress=False)
+    ck.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read"):
+        sense(start, tiny_mnist_like["val"], cfg, checkpoint=ck, progress=False)
+
+
+def test_schedules_visit_the_layers_they_promise(start, tiny_mnist_like):
+    fc = sense(start, tiny_mnist_like["val"], _cfg(schedule="fc"), progress=False)
+    assert set(fc.history["layer"]) == {"fc"}
+    alt = sense(start, tiny_mnist_like["val"], _cfg(schedule="alternate", block=1, accept_ties=False), progress=False)
+    assert alt.history["layer"][:3] == ["1.0", "2.0", "fc"]  # block of 1: every step moves on
+
+
+def test_steepest_ascent_takes_the_best_of_the_whole_neighbourhood(tiny_mnist_like):
+    net = random_sparse_ternary("mnist_net", 95, seed=0)  # layer 1.0: 20 nonzero x 380 zero weights
+    res = sense(net, tiny_mnist_like["val"].subset(48), _cfg(schedule="1.0", steps=1, neighbours="all"), record=True,
+                progress=False)
+    accs = res.neighbourhoods[0][3]
+    assert len(accs) == 20 * 380 and res.history["evaluations"] == [7600]
+    assert res.history["best_neighbour"][0] == pytest.approx(accs.max().item())
+
+
+def test_annealing_can_step_down_and_cools(start, tiny_mnist_like):
+    cfg = _cfg(schedule="fc", steps=8, temperature=(1.0, 0.5), accept_ties=False)
+    res = sense(start, tiny_mnist_like["val"], cfg, progress=False)
+    assert all(res.history["moved"])  # at T ~ 1 (accuracy units) every best neighbour is taken
+    assert temperature(cfg, 0) == 1.0 and temperature(cfg, 7) == pytest.approx(0.5)
+
+
+def test_impossible_settings_say_what_is_allowed(start, tiny_mnist_like):
+    val = tiny_mnist_like["val"]
+    for bad, match in [(dict(schedule="conv9"), "schedule must be"), (dict(neighbours=0), "neighbours must"),
+                       (dict(layers=("x",)), "not sparse ternary layers"), (dict(block=0), "block >= 1"),
+                       (dict(temperature=(1.0, 0.0)), "temperature")]:
+        with pytest.raises(ValueError, match=match):
+            sense(start, val, _cfg(**bad), progress=False)
+    with pytest.raises(ValueError, match=r"\(0, 100\)"):
+        random_sparse_ternary("mnist_net", 0)
+    with pytest.raises(ValueError, match=r"\[0, 100\)"):
+        random_sparse_ternary("mnist_net", 100)
+
+
+def test_family_ensemble(start, tiny_mnist_like):
+    res = sense(start, tiny_mnist_like["val"], _cfg(schedule="fc", steps=8), progress=False)
+    top = best_members(res, 3)
+    assert top[0] == res.best_member and len(set(top)) == len(top)
+    members = [res.member(i) for i in top]
+    test = tiny_mnist_like["test"]
+    assert ensemble_accuracy(members[:1], test) == accuracy(members[0], test)  # one member: itself
+    assert 0 <= ensemble_accuracy(members, test, how="mean") <= 1
+    with pytest.raises(ValueError, match="vote"):
+        ensemble_accuracy(members, test, how="median")
+
+
+def test_evaluator_follows_a_move_exactly(tiny_mnist_like):
+    net = random_sparse_ternary("mnist_net", 80, seed=3)
+    data = tiny_mnist_like["val"]
+    ev = NeighbourEvaluator(net, data)
+    for layer, src, dst in [("fc", None, None), ("1.0", None, None), ("2.0", None, None)]:
+        t = net.get_submodule({"fc": "fc", "1.0": "layer1.0", "2.0": "layer2.0"}[layer]).ternary_values().flatten()
+        src, dst = int((t != 0).nonzero()[0]), int((t == 0).nonzero()[-1])
+        apply_swap(net, layer, src, dst)
+        ev.apply_swap(layer, src, dst)
+        fresh = NeighbourEvaluator(net, data)
+        assert torch.equal(ev.logits, fresh.logits) and ev.base_accuracy == fresh.base_accuracy
