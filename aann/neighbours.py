@@ -183,15 +183,19 @@ class NeighbourEvaluator:
             self.alpha = [s.layer.scale.detach().to(dtype) if bool(s.layer.is_ternary) else None for s in self.stages]
             self.ternary = [s.layer.ternary_values().to(self.device) for s in self.stages]
             # inputs a[k] and pre-activations z[k] of every stage, once
-            self.a, self.z = [], []
-            a = data.x.to(dtype)
-            for k, s in enumerate(self.stages):
-                self.a.append(a)
-                z = _layer_op(s.layer, a, self.weights[k], self.biases[k])
-                self.z.append(z)
-                a = self.post[k](z)
-            self.logits = a
-            self.base_correct = self._correct(a)
+            self.a, self.z = [None] * len(self.stages), [None] * len(self.stages)
+            self.a[0] = data.x.to(dtype)
+            self._cache_from(0)
+
+    def _cache_from(self, k: int) -> None:
+        """Recompute the cached activations of stages k, k+1, ... from stage k's input a[k]."""
+        a = self.a[k]
+        for j in range(k, len(self.stages)):
+            self.a[j] = a
+            self.z[j] = _layer_op(self.stages[j].layer, a, self.weights[j], self.biases[j])
+            a = self.post[j](self.z[j])
+        self.logits = a
+        self.base_correct = self._correct(a)
 
     @torch.no_grad()
     def apply_swap(self, layer: str, src: int, dst: int) -> None:
@@ -208,14 +212,7 @@ class NeighbourEvaluator:
         t[dst], t[src] = t[src].clone(), 0
         self.weights[k] = self.alpha[k] * self.ternary[k].to(self.dtype)  # alpha: per layer or per channel
         self._pad_cache = {}
-        a = self.a[k]
-        for j in range(k, len(self.stages)):
-            if j > k:
-                self.a[j] = a
-            self.z[j] = _layer_op(self.stages[j].layer, a, self.weights[j], self.biases[j])
-            a = self.post[j](self.z[j])
-        self.logits = a
-        self.base_correct = self._correct(a)
+        self._cache_from(k)
 
     def _padded(self, k: int, r: slice) -> torch.Tensor:
         """Stage k's input, zero-padded as its convolution pads it (cached per stage)."""
@@ -318,29 +315,25 @@ class NeighbourEvaluator:
             return dz.transpose(0, 1).reshape(len(ch), n, h_out, w_out)
         return (a_in[:, in_idx] * delta).T.unsqueeze(2)  # [M, n, 1]
 
-    def _channel_outputs(self, k: int, ch, dz, r) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage k's output in channel ch[m], after adding dz[m] to its pre-activation and before:
-        two tensors [M, n, features per channel]. The stage's post acts per channel, so it runs on
-        the one channel as on a one-channel layer."""
+    def _channel_output(self, k: int, ch, dz, r) -> torch.Tensor:
+        """Stage k's output in channel ch[m] after adding dz[m] to its pre-activation: [M, n,
+        features per channel]. The stage's post acts per channel, so it runs on the one channel as
+        on a one-channel layer."""
         M, n = dz.shape[:2]
         z_old = self.z[k][r].transpose(0, 1)[ch]  # [M, n, *channel shape]
         if z_old.dim() == 2:  # a linear layer: a channel is one unit
             z_old = z_old.unsqueeze(2)
-        a_new = self.post[k]((z_old + dz).reshape(M * n, 1, *dz.shape[2:])).reshape(M, n, -1)
-        a_old = self.a[k + 1][r].reshape(n, self.z[k].shape[1], -1).transpose(0, 1)[ch] if k + 1 < len(self.stages) \
-            else self.logits[r].T[ch].unsqueeze(2)
-        return a_new, a_old
+        return self.post[k]((z_old + dz).reshape(M * n, 1, *dz.shape[2:])).reshape(M, n, -1)
 
     def _output_layer_steps(self, k, out_ch, in_idx, delta):
         """The swapped layer is the output layer: only the two logits it touches change."""
         B = out_ch.shape[0]
+        same = (out_ch[:, 0] == out_ch[:, 1])[:, None, None]  # both changes in one unit
         for r in self._image_chunks(B * self.logits.shape[1] * 4):
             n = r.stop - r.start
             dz = self._dz(k, out_ch.flatten(), in_idx.flatten(), delta.flatten(), r).view(B, 2, n)
-            # when both changes fall in one unit, slot 0 carries their sum
-            same = out_ch[:, 0] == out_ch[:, 1]
-            dz = torch.where(same[:, None, None], torch.stack([dz.sum(1), dz[:, 1]], 1), dz)
-            a_new, _ = self._channel_outputs(k, out_ch.flatten(), dz.reshape(B * 2, n, 1), r)
+            dz = torch.where(same, torch.stack([dz.sum(1), dz[:, 1]], 1), dz)  # then slot 0 carries their sum
+            a_new = self._channel_output(k, out_ch.flatten(), dz.reshape(B * 2, n, 1), r)
             a_new = a_new.view(B, 2, n).transpose(1, 2)  # [B, n, 2]
             out = self.logits[r].unsqueeze(0).expand(B, n, -1).clone()
             idx = out_ch[:, None, :].expand(B, n, 2)
@@ -399,9 +392,10 @@ class NeighbourEvaluator:
     def _next_contribution(self, k, ch, dz, r) -> torch.Tensor:
         """Change of stage k+1's pre-activation caused by dz[m] in stage k's channel ch[m] alone:
         [M + 1, n, *next pre-activation shape], the last row zeros (for swaps with one term)."""
-        a_new, a_old = self._channel_outputs(k, ch, dz, r)
-        da = a_new - a_old  # [M, n, per]
-        M, n, per = da.shape
+        M, n = dz.shape[:2]
+        a_old = self.a[k + 1][r].reshape(n, self.z[k].shape[1], -1).transpose(0, 1)[ch]  # [M, n, per]
+        da = self._channel_output(k, ch, dz, r) - a_old
+        per = da.shape[2]
         nxt, w_next = self.stages[k + 1].layer, self.weights[k + 1]
         if isinstance(nxt, nn.Conv2d):
             h, w = self.a[k + 1].shape[2:]
