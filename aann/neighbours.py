@@ -468,3 +468,28 @@ def naive_accuracy(model: nn.Module, data: Split, swaps: Swaps) -> torch.Tensor:
         apply_swap(net, swaps.layer, swaps.src[i], swaps.dst[i])
         out.append(accuracy(net, data))
     return torch.tensor(out, dtype=torch.float64)
+
+
+def neighbour_weight_vectors(model: nn.Module, layer: str, swaps: Swaps) -> torch.Tensor:
+    """The layer's flattened ternary weights: row 0 the original, row i + 1 neighbour ``swaps[i]``
+    (the embeddings of the architecture manifold are computed from these)."""
+    t = get_layer(model, layer).ternary_values().flatten().detach().cpu().float()
+    x = t.repeat(len(swaps) + 1, 1)
+    rows = torch.arange(1, len(swaps) + 1)
+    src, dst = swaps.src.cpu(), swaps.dst.cpu()
+    x[rows, dst] = t[src]
+    x[rows, src] = 0
+    return x
+
+
+def neighbour_summary(accs: dict, base_acc: float) -> dict:
+    """Per layer: how many neighbours, the fractions better / equal / worse than the original, the
+    mean change in points, the worst and the best accuracy (percent)."""
+    out = {}
+    for layer, a in accs.items():
+        a = torch.as_tensor(a, dtype=torch.float64)
+        out[layer] = {"neighbours": len(a), "better": float((a > base_acc).double().mean()),
+                      "equal": float((a == base_acc).double().mean()), "worse": float((a < base_acc).double().mean()),
+                      "mean change (points)": 100 * float((a - base_acc).mean()),
+                      "worst (%)": 100 * float(a.min()), "best (%)": 100 * float(a.max())}
+    return out

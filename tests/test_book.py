@@ -19,7 +19,8 @@ from aann.results import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Per chapter: result keys that must exist (fractions in [0, 1]) and lower bounds in the quick profile.
+# Per chapter: result keys that must exist (fractions in [0, 1]), other keys that must exist
+# ("values": returns, counts), exact counts, and lower bounds in the quick profile.
 EXPECTED = {
     "sparse_ternary": {
         "keys": ["mnist/0/test_acc_mean", "mnist/90/test_acc_mean", "mnist/95/test_acc_mean",
@@ -41,6 +42,17 @@ EXPECTED = {
         "counts": {"random80/mnist/evaluations": 60 * 30, "random80_fc_long/mnist/evaluations": 3_000 * 100},
         # a hill-climb cannot end below its start on the split it selects on
         "at_least": {"climb/mnist/val_gain_mean": 0.0, "random80/mnist/test_acc": 0.2},
+    },
+    "car_racing": {
+        "keys": ["imitation/90/test_acc_mean", "imitation/0/test_acc_mean", "random80_sense/test_acc",
+                 "random80_sense/initial_test_acc", "majority/test_acc", "neighbours/fc/frac_better"],
+        "values": ["expert/mean_return", "expert3/mean_return", "ternary90/mean_return",
+                   "random_policy/mean_return", "sense_driver/mean_return"],
+        "counts": {"drive/n_tracks": 4, "random80_sense/evaluations": 30 * 30, "data/train_tracks": 8},
+        # the expert's goal is CarRacing's "solved" (900); the imitating net must beat always-gas
+        "at_least": {"expert/mean_return": 900.0, "imitation/90/test_acc_mean": 0.7},
+        "above": {"imitation/90/test_acc_mean": "majority/test_acc",
+                  "expert/mean_return": "expert3/mean_return", "ternary90/mean_return": "random_policy/mean_return"},
     },
 }
 
@@ -66,6 +78,10 @@ def test_chapter_runs_and_meets_its_quick_targets(chapter):
     for key in EXPECTED[chapter]["keys"]:
         assert key in metrics, f"{chapter}: results lack {key}"
         assert 0.0 <= metrics[key] <= 1.0, f"{chapter}: {key} = {metrics[key]} is not a fraction"
+    for key in EXPECTED[chapter].get("values", []):
+        assert key in metrics, f"{chapter}: results lack {key}"
+    for key, other in EXPECTED[chapter].get("above", {}).items():
+        assert metrics[key] > metrics[other], f"{chapter}: {key} = {metrics[key]:.4f} <= {other} = {metrics[other]:.4f}"
     for key, count in EXPECTED[chapter].get("counts", {}).items():
         assert metrics.get(key) == count, f"{chapter}: {key} = {metrics.get(key)}, expected {count}"
     for key, bound in EXPECTED[chapter]["at_least"].items():

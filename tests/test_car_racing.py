@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+import torch
+
+from aann import car_racing as cr
+from aann import demonstrations as demo
+from aann.data import CorruptDataError
+from aann.models import get_model
+
+
+@pytest.mark.parametrize("action, expected", [
+    ([-0.5, 0.3, 0.0], 0),  # steering left beyond the dead band
+    ([0.5, 0.0, 0.0], 2),
+    ([0.05, 1.0, 0.0], 1),  # nearly straight: gas
+    ([-0.05, 0.0, 0.4], 0),  # wants to slow down: coast, toward the side it steers
+    ([0.05, 0.0, 0.4], 2),
+])
+def test_action_class(action, expected):
+    assert cr.action_class(np.array(action)) == expected
+
+
+def test_class_actions_match_their_names():
+    assert cr.CLASSES == ("left", "gas", "right")
+    assert cr.CLASS_ACTIONS[0, 0] < 0 < cr.CLASS_ACTIONS[2, 0]  # gymnasium: steer < 0 is left
+    assert cr.CLASS_ACTIONS[1, 1] > 0 and (cr.CLASS_ACTIONS[[0, 2], 1] == 0).all()
+
+
+def test_to_gray():
+    obs = np.zeros((96, 96, 3), np.uint8)
+    obs[0, 0] = (255, 255, 255)
+    g = cr.to_gray(obs)
+    assert g.shape == (96, 96) and g.dtype == np.uint8 and g[0, 0] == 255 and g[1, 1] == 0
+
+
+def test_expert_needs_a_track():
+    env = cr.make_env()
+    try:
+        with pytest.raises(RuntimeError, match="reset"):
+            cr.TrackExpert(env)
+    finally:
+        env.close()
+
+
+def test_expert_turns_toward_the_centre_line():
+    """Left of the line (negative cross-track error) the expert steers right, and vice versa."""
+    env = cr.make_env()
+    try:
+        env.reset(seed=3)
+        expert = cr.TrackExpert(env)
+        hull = env.unwrapped.car.hull
+        i, _, _, _ = expert.state()
+        t = expert.direction[i]
+        normal_left = np.array([-np.sin(t), np.cos(t)])
+        start = np.array(hull.position)
+        for side, sign in [(+1, 1), (-1, -1)]:  # moved to the left of the line: steer right (> 0)
+            hull.position = tuple(start + side * 3.0 * normal_left)
+            hull.angle = t - np.pi / 2  # heading along the track
+            assert sign * expert.act()[0] > 0
+    finally:
+        env.close()
+
+
+def test_episode_is_deterministic_and_checks_arguments():
+    a = cr.run_episode(cr.ExpertDriver(classes=True), seed=5, max_steps=60, record=True)
+    b = cr.run_episode(cr.ExpertDriver(classes=True), seed=5, max_steps=60, record=True)
+    assert a.total_return == b.total_return and a.steps == 60
+    assert a.frames.shape == (60, 96, 96, 3) and np.array_equal(a.frames, b.frames)
+    assert a.labels.shape == (60,) and set(np.unique(a.labels)) <= {0, 1, 2}
+    with pytest.raises(ValueError, match="noise"):
+        cr.run_episode(cr.RandomDriver(), seed=0, max_steps=10, noise=1.5)
+    with pytest.raises(ValueError, match="max_steps"):
+        cr.run_episode(cr.RandomDriver(), seed=0, max_steps=0)
+
+
+def test_net_driver_and_workers_give_the_same_episodes():
+    torch.manual_seed(0)
+    net = get_model("car_net")
+    driver = cr.NetDriver(net)
+    assert any(np.array_equal(driver.act(np.zeros((96, 96, 3), np.uint8)), a) for a in cr.CLASS_ACTIONS)
+    one = cr.evaluate_driver(driver, [1, 2], max_steps=40, workers=1, progress=False)
+    two = cr.evaluate_driver(driver, [1, 2], max_steps=40, workers=2, progress=False)
+    assert [e.total_return for e in one] == [e.total_return for e in two]
+
+
+def test_episode_gif():
+    frames = np.random.default_rng(0).integers(0, 255, (6, 96, 96, 3), dtype=np.uint8)
+    gif = cr.episode_gif(frames, scale=2, every=2)
+    assert gif[:6] == b"GIF89a"
+    with pytest.raises(ValueError, match="RGB"):
+        cr.episode_gif(frames[..., 0])
+
+
+def test_split_seeds_are_disjoint_and_checked():
+    sets = [set(demo.split_seeds(k, 500)) for k in demo.SPLIT_SEED_BASE]
+    assert sum(len(s) for s in sets) == len(set().union(*sets))
+    with pytest.raises(ValueError, match="unknown split"):
+        demo.split_seeds("training", 3)
+    with pytest.raises(ValueError, match="steps"):
+        demo.DemoConfig(steps=0)
+
+
+def test_demonstrations_resume_and_refuse_corruption(tmp_path, monkeypatch):
+    monkeypatch.setenv("AANN_DATA", str(tmp_path))
+    config = demo.DemoConfig(steps=25, noise=0.2)
+    folder = demo.generate([10, 11], config, workers=1, progress=False)
+    split, info = demo.load_tracks([10, 11], config)
+    assert split.x.shape == (50, 1, 96, 96) and 0 <= split.x.min() and split.x.max() <= 1
+    assert set(info) == {10, 11} and split.y.dtype == torch.int64
+    # resume: a finished track is kept as it is, a missing one is made again identically
+    kept = (folder / "track_10.npz").stat().st_mtime_ns
+    before = (folder / "track_11.npz").read_bytes()
+    (folder / "track_11.npz").unlink()
+    demo.generate([10, 11], config, workers=1, progress=False)
+    assert (folder / "track_10.npz").stat().st_mtime_ns == kept
+    again, _ = demo.load_tracks([10, 11], config)
+    assert torch.equal(again.x, split.x) and torch.equal(again.y, split.y)
+    assert len(before) > 0
+    # a corrupted file is refused with its path
+    path = folder / "track_10.npz"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match="track_10.npz"):
+        demo.load_tracks([10], config)
+    with pytest.raises(FileNotFoundError, match="track_12.npz"):
+        demo.load_tracks([12], config)
