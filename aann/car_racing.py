@@ -134,14 +134,21 @@ class ExpertDriver:
 
     def reset(self, env):
         self.expert = TrackExpert(env, **self.expert_kwargs)
+        self._frame, self._action = None, None
+
+    def _expert_action(self, obs) -> np.ndarray:
+        # label() and act() are both called on each recorded frame: plan once per observation
+        if obs is None or obs is not self._frame:
+            self._frame, self._action = obs, self.expert.act(obs)
+        return self._action
 
     def label(self, obs=None) -> int:
-        return action_class(self.expert.act(obs))
+        return action_class(self._expert_action(obs))
 
     def act(self, obs) -> np.ndarray:
         if self.classes:
             return CLASS_ACTIONS[self.label(obs)]
-        return self.expert.act(obs)
+        return self._expert_action(obs)
 
 
 class RandomDriver:
