@@ -62,3 +62,4 @@ clean:
 # Benchmarks write JSON to _build/results/ (speed targets are measured here, never in unit tests).
 bench: data
 	$(PY) benchmarks/bench_neighbours.py
+	$(PY) benchmarks/bench_perturbations.py

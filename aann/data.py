@@ -307,6 +307,17 @@ def imagenet_folder(root, labels_csv=None, transform=None):
     return _LabelledFolder(str(root), transform=transform)
 
 
+def imagenet_eval_transform():
+    """torchvision's evaluation transform for its ImageNet models: resize 256, centre crop 224,
+    normalise with ImageNet's channel means and standard deviations."""
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+        transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+    ])
+
+
 def main(argv=None) -> None:
     """``python -m aann.data prepare mnist fashion_mnist ...``: find, check and extract."""
     import argparse

@@ -6,6 +6,7 @@ calls "1.0"; ``fc`` is the classifier. Every hidden unit goes through HardTanh (
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -124,3 +125,114 @@ class CarNet(StagedNet):
 
 register_model("mnist_net")(MnistNet)
 register_model("car_net")(CarNet)
+
+
+# --- The CIFAR-10 nets of the robustness chapter (ordinary float layers, ReLU, as in the paper). ---
+
+
+class AlexNetCifar(nn.Sequential):
+    """AlexNet's shape on 32 x 32 images: 5 convolutions and 3 dense layers, max-pooling after
+    conv1, conv2 and conv5, dropout before dense1 and dense2 (AlexNet's places), ReLU throughout.
+
+    Layer names are the paper's (``conv1`` ... ``conv5``, ``dense1`` ... ``dense3``). Widths are
+    scaled down from AlexNet's 96-256-384-384-256 / 4096-4096 so that the book trains it on a CPU;
+    as in AlexNet, conv2 carries the most multiply-adds and dense1 the most weights.
+    32 -conv1/pool-> 16 -conv2/pool-> 8 -conv3,4,5/pool-> 4: dense1 sees ``c5`` x 4 x 4.
+    """
+
+    def __init__(self, widths=(24, 48, 64, 64, 48), hidden: int = 256, num_classes: int = 10,
+                 dropout: float = 0.5):
+        c1, c2, c3, c4, c5 = widths
+        super().__init__(OrderedDict([
+            ("conv1", nn.Conv2d(3, c1, 5, padding=2)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(c1, c2, 5, padding=2)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+            ("conv3", nn.Conv2d(c2, c3, 3, padding=1)), ("relu3", nn.ReLU()),
+            ("conv4", nn.Conv2d(c3, c4, 3, padding=1)), ("relu4", nn.ReLU()),
+            ("conv5", nn.Conv2d(c4, c5, 3, padding=1)), ("relu5", nn.ReLU()), ("pool5", nn.MaxPool2d(2)),
+            ("flatten", nn.Flatten()),
+            ("drop1", nn.Dropout(dropout)), ("dense1", nn.Linear(c5 * 16, hidden)), ("relu6", nn.ReLU()),
+            ("drop2", nn.Dropout(dropout)), ("dense2", nn.Linear(hidden, hidden)), ("relu7", nn.ReLU()),
+            ("dense3", nn.Linear(hidden, num_classes)),
+        ]))
+        _kaiming(self)
+
+
+class VggCifar(nn.Sequential):
+    """VGG-16's layout on 32 x 32 images: 13 convolutions 3 x 3 in five blocks (2, 2, 3, 3, 3),
+    max-pooling after each block, then three dense layers (``fc1``, ``fc2`` with dropout, ``fc3``).
+    No batch normalisation, as in VGG-16. Names follow Keras's VGG-16 (``block3.conv1``), the
+    paper's Fig. 5. Widths scaled down from 64-128-256-512-512 (to 16-32-64-128-128) for a CPU."""
+
+    def __init__(self, widths=(16, 32, 64, 128, 128), hidden: int = 128, num_classes: int = 10,
+                 dropout: float = 0.5):
+        blocks, c_in = [], 3
+        for b, (c, n) in enumerate(zip(widths, (2, 2, 3, 3, 3)), 1):
+            block = []
+            for i in range(1, n + 1):
+                block += [(f"conv{i}", nn.Conv2d(c_in, c, 3, padding=1)), (f"relu{i}", nn.ReLU())]
+                c_in = c
+            block.append(("pool", nn.MaxPool2d(2)))
+            blocks.append((f"block{b}", nn.Sequential(OrderedDict(block))))
+        super().__init__(OrderedDict(blocks + [
+            ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(c_in, hidden)), ("relu1", nn.ReLU()), ("drop1", nn.Dropout(dropout)),
+            ("fc2", nn.Linear(hidden, hidden)), ("relu2", nn.ReLU()), ("drop2", nn.Dropout(dropout)),
+            ("fc3", nn.Linear(hidden, num_classes)),
+        ]))
+        _kaiming(self)
+
+
+def _kaiming(model: nn.Module) -> None:
+    # He initialisation: what lets a 16-layer ReLU net without normalisation train from scratch
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+
+
+register_model("alexnet_cifar")(AlexNetCifar)
+register_model("vgg_cifar")(VggCifar)
+
+
+# --- torchvision's ImageNet models, with weights from the user's torch cache only. ---
+
+IMAGENET_MODELS = {"alexnet": "AlexNet_Weights", "vgg16": "VGG16_Weights"}
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Pretrained weights are not in the local torch cache (and are not downloaded)."""
+
+
+def imagenet_weights_path(arch: str):
+    """Where torchvision keeps ``arch``'s ImageNet weights (``$TORCH_HOME/hub/checkpoints``)."""
+    import os
+    from pathlib import Path
+
+    import torch
+    import torchvision.models as tvm
+
+    if arch not in IMAGENET_MODELS:
+        raise KeyError(f"unknown ImageNet model {arch!r}; known: {', '.join(IMAGENET_MODELS)}")
+    url = getattr(tvm, IMAGENET_MODELS[arch]).IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def imagenet_model(arch: str, pretrained: bool = True, download: bool = False) -> nn.Module:
+    """torchvision's ``alexnet`` or ``vgg16``; with ``pretrained``, its IMAGENET1K_V1 weights, read
+    from the torch cache. Without them (and without ``download``) raises MissingWeightsError, which
+    names the file expected and how to get it; nothing falls back to random weights."""
+    import torch
+    import torchvision.models as tvm
+
+    path = imagenet_weights_path(arch)
+    model = getattr(tvm, arch)(weights=None)
+    if not pretrained:
+        return model
+    if not path.is_file():
+        if not download:
+            raise MissingWeightsError(
+                f"no ImageNet weights for {arch}: {path} does not exist. On a machine with internet, "
+                f"torchvision.models.{arch}(weights='IMAGENET1K_V1') downloads them there (or copy the file in).")
+        getattr(tvm, arch)(weights="IMAGENET1K_V1")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model

@@ -46,3 +46,26 @@ def embedding_3d(embeddings: dict, method: str = "t-SNE", title: str = "{method}
             ax.view_init(elev=elev, azim=azim)
     fig.tight_layout()
     return fig
+
+
+TREATMENT_LABELS = {"synapse_knockout": "synapse knockout: fraction of weights removed",
+                    "node_knockout": "node knockout: fraction of units removed",
+                    "gaussian": "Gaussian perturbation: magnitude m (x sigma of the layer)"}
+
+
+def perturbation_curves(table, treatment: str, metrics=("top1",), title: str = "", ax_width: float = 5.5):
+    """Accuracy against the perturbation's amount, one line per layer (input side first), mean
+    +- sd over the independent perturbations (Figs. 1-5 of Cheney et al.)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sub = table[table.treatment == treatment].sort_values(["depth", "amount"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(ax_width * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sns.lineplot(sub, x="amount", y=metric, hue="layer", errorbar="sd", marker="o", markersize=4,
+                     palette="viridis", ax=ax, err_style="bars")
+        ax.set(xlabel=TREATMENT_LABELS[treatment], ylabel=f"{metric.replace('top', 'top-')} accuracy", ylim=(0, 1))
+        ax.legend(fontsize=7, ncol=2, title=None)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

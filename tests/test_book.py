@@ -54,6 +54,22 @@ EXPECTED = {
         "above": {"imitation/90/test_acc_mean": "majority/test_acc",
                   "expert/mean_return": "expert3/mean_return", "ternary90/mean_return": "random_policy/mean_return"},
     },
+    "robustness": {
+        "keys": [f"{m}/clean_top{k}" for m in ("alexnet_cifar", "vgg_cifar", "mnist_dense", "mnist_ternary90")
+                 for k in (1, 5)]
+        + [f"{m}/finding/{f}" for m in ("alexnet_cifar", "vgg_cifar")
+           for f in ("lower_layers_more_fragile", "node_worse_than_synapse", "conv1_synapse_linear", "dense_robust",
+                     "output_node_linear")]
+        + [f"{m}/finding/{f}" for m in ("mnist_dense", "mnist_ternary90")
+           for f in ("lower_layers_more_fragile", "node_worse_than_synapse", "conv1_synapse_linear",
+                     "output_node_linear")]
+        + ["alexnet_cifar/synapse50/conv1_retained", "vgg_cifar/gauss1/upper_max_loss",
+           "mnist_ternary90/mean_acc/synapse_knockout", "mnist_dense/mean_acc/synapse_knockout"],
+        "counts": {"n_eval_images": 400, "repeats": 3},
+        # chance is 0.1 top-1 on both data sets; the quick budgets train for minutes
+        "at_least": {"alexnet_cifar/clean_top1": 0.4, "vgg_cifar/clean_top1": 0.3, "mnist_dense/clean_top1": 0.9,
+                     "mnist_ternary90/clean_top1": 0.95},
+    },
 }
 
 

@@ -1,0 +1,359 @@
+r"""Internal perturbations of one layer (Cheney, Schrimpf & Kreiman), undone exactly, and sweeps
+that evaluate many perturbed copies of a network per forward pass.
+
+A *fault* names one layer (a ``Conv2d`` or ``Linear`` of any ``nn.Module``, by its name in
+``named_modules``), a treatment, an amount and a repeat index; its random draws depend only on
+those (and a base seed), never on what ran before. The treatments act on the weights $W$ and
+biases $b$ *leading into* the layer, $W$ and $b$ separately:
+
+- ``synapse_knockout`` (fraction $f$): $\operatorname{round}(f\,|W|)$ weights and
+  $\operatorname{round}(f\,|b|)$ biases, drawn uniformly, set to 0;
+- ``node_knockout`` (fraction $f$): $\operatorname{round}(f\,n)$ of the layer's $n$ units (output
+  channels) lose every incoming weight and their bias;
+- ``gaussian`` (magnitude $m$): $W \leftarrow W + \varepsilon$, $\varepsilon \sim
+  \mathcal N(0, (m\,\sigma_W)^2)$, with $\sigma_W$ the standard deviation of the layer's unperturbed
+  weights; the same for $b$ with $\sigma_b$.
+
+For the sparse ternary layers of part A, $W$ is the weight the layer computes with,
+$\alpha\,t$, not the latent weight behind it (knocking a latent weight to 0 would make it
+$\operatorname{sign}(0) = +1$).
+
+A sweep does not deep-copy the network per fault. For each batch of images and each layer it runs
+the network once up to the layer, computes the layer's output for $K$ perturbed weight sets at once
+(one convolution with $K$ times the output channels, or one matrix product), and sends the $K$
+outputs on through the rest of the network as one batch of $K \times n$ images. That is exact for
+any network whose path from the layer to the output handles each image separately (every
+feed-forward net of this book, torchvision's AlexNet and VGG); a skip connection around the layer
+would break it, and then ``copies_per_pass=1`` still works.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import types
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .data import Split
+from .ternary import SparseTernaryMixin
+
+TREATMENTS = ("synapse_knockout", "node_knockout", "gaussian")
+KNOCKOUTS = ("synapse_knockout", "node_knockout")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One perturbation: ``amount`` is a fraction in [0, 1] for knockouts, a magnitude
+    $m \\ge 0$ (in units of the layer's $\\sigma$) for ``gaussian``."""
+
+    layer: str
+    treatment: str
+    amount: float
+    repeat: int = 0
+
+    def __post_init__(self):
+        check_amount(self.treatment, self.amount)
+
+    def seed(self, base: int = 0) -> int:
+        """The fault's own seed: a hash of what it is, so a sweep's order never changes its draws."""
+        blob = repr((base, self.layer, self.treatment, round(float(self.amount), 9), self.repeat))
+        return int(hashlib.sha256(blob.encode()).hexdigest()[:15], 16)
+
+    @property
+    def is_identity(self) -> bool:
+        return float(self.amount) == 0.0
+
+
+def check_amount(treatment: str, amount: float) -> float:
+    if treatment not in TREATMENTS:
+        raise ValueError(f"unknown treatment {treatment!r}; allowed: {', '.join(TREATMENTS)}")
+    amount = float(amount)
+    if treatment in KNOCKOUTS and not 0.0 <= amount <= 1.0:
+        raise ValueError(f"{treatment}: the fraction must be in [0, 1], got {amount}")
+    if treatment == "gaussian" and not (amount >= 0.0 and np.isfinite(amount)):
+        raise ValueError(f"gaussian: the magnitude must be a finite number >= 0, got {amount}")
+    return amount
+
+
+def faults_grid(layers, treatments, amounts: dict, repeats: int) -> list[Fault]:
+    """Every (layer, treatment, amount, repeat); ``amounts`` maps each treatment to its grid."""
+    return [Fault(layer, t, float(a), r) for layer in layers for t in treatments for a in amounts[t]
+            for r in range(repeats)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers and their weights
+
+
+def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The Conv2d and Linear layers of ``model`` by name, in the order they were registered
+    (input side first for every sequential net)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    layers = weight_layers(model)
+    if name not in layers:
+        raise KeyError(f"unknown layer {name!r}; the Conv2d/Linear layers of this model are: {', '.join(layers)}")
+    return layers[name]
+
+
+@torch.no_grad()
+def layer_weights(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weight and bias the layer computes with (for a sparse ternary layer, $\\alpha t$)."""
+    w = layer.effective_weight() if isinstance(layer, SparseTernaryMixin) else layer.weight
+    return w.detach(), (None if layer.bias is None else layer.bias.detach())
+
+
+def _std(t: torch.Tensor | None) -> float:
+    # population standard deviation, as numpy's std (what the paper's Table 1 reports)
+    return 0.0 if t is None or t.numel() < 2 else float(t.double().std(unbiased=False))
+
+
+def perturbed_weights(weight: torch.Tensor, bias: torch.Tensor | None, treatment: str, amount: float,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """New tensors: ``weight`` and ``bias`` after the treatment (the inputs are not modified).
+
+    Draws are made on the CPU (``generator`` is a CPU generator) so that a fault gives the same
+    perturbation on every device.
+    """
+    amount = check_amount(treatment, amount)
+    w = weight.detach().cpu().clone()
+    b = None if bias is None else bias.detach().cpu().clone()
+    if treatment == "synapse_knockout":
+        for t in (w, b):
+            if t is not None:
+                k = round(amount * t.numel())
+                t.view(-1)[torch.randperm(t.numel(), generator=generator)[:k]] = 0
+    elif treatment == "node_knockout":
+        units = torch.randperm(w.shape[0], generator=generator)[:round(amount * w.shape[0])]
+        w[units] = 0
+        if b is not None:
+            b[units] = 0
+    else:  # gaussian, sigma of the unperturbed weights and biases separately
+        sw, sb = _std(weight), _std(bias)
+        w += torch.randn(w.shape, generator=generator, dtype=w.dtype) * (amount * sw)
+        if b is not None:
+            b += torch.randn(b.shape, generator=generator, dtype=b.dtype) * (amount * sb)
+    return w.to(weight.device), (None if b is None else b.to(bias.device))
+
+
+def fault_weights(model: nn.Module, fault: Fault, seed: int = 0):
+    layer = get_layer(model, fault.layer)
+    w, b = layer_weights(layer)
+    return perturbed_weights(w, b, fault.treatment, fault.amount, torch.Generator().manual_seed(fault.seed(seed)))
+
+
+@contextmanager
+def perturb(model: nn.Module, fault: Fault, seed: int = 0):
+    """Apply ``fault`` to ``model`` in place for the ``with`` block, then undo it exactly: every
+    parameter and buffer of the layer is copied back, so the model is bit-identical to before."""
+    layer = get_layer(model, fault.layer)
+    w, b = fault_weights(model, fault, seed)
+    saved = {k: v.detach().clone() for k, v in layer.state_dict(keep_vars=True).items()}
+    try:
+        with torch.no_grad():
+            if isinstance(layer, SparseTernaryMixin):  # compute with the new weight, in dense mode
+                layer.is_ternary.fill_(False)
+                layer.mask.fill_(True)
+            layer.weight.copy_(w)
+            if b is not None:
+                layer.bias.copy_(b)
+        yield model
+    finally:
+        with torch.no_grad():
+            for k, v in layer.state_dict(keep_vars=True).items():
+                v.copy_(saved[k])
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _batches(data, batch_size: int):
+    """(x, y) batches from a Split (sliced) or from any iterable of (x, y) (a DataLoader)."""
+    if isinstance(data, Split):
+        for i in range(0, len(data), batch_size):
+            yield data.x[i:i + batch_size], data.y[i:i + batch_size]
+    else:
+        yield from data
+
+
+def _hits(logits: torch.Tensor, y: torch.Tensor, topk) -> torch.Tensor:
+    """(..., len(topk)) counts of images whose label is among the k largest outputs."""
+    k_max = min(max(topk), logits.shape[-1])
+    top = logits.topk(k_max, dim=-1).indices  # (..., n, k_max), sorted
+    hit = top == y.unsqueeze(-1)
+    return torch.stack([hit[..., :min(k, k_max)].any(-1).sum(-1) for k in topk], -1)
+
+
+@torch.inference_mode()
+def topk_accuracy(model: nn.Module, data, topk=(1, 5), batch_size: int = 1000) -> np.ndarray:
+    """Fractions of images whose label is among the top-k outputs, one per k."""
+    model.eval()
+    hits, n = 0, 0
+    for x, y in _batches(data, batch_size):
+        x, y = _to_model(model, x, y)
+        hits = hits + _hits(model(x), y, topk)
+        n += len(y)
+    return (torch.as_tensor(hits).cpu().double() / n).numpy()
+
+
+def _to_model(model, x, y):
+    device = next(model.parameters()).device
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def naive_sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 0,
+                batch_size: int = 128, progress: bool = False) -> np.ndarray:
+    """The reference loop: per fault, deep-copy the network, perturb the copy, full evaluation.
+    (len(faults), len(topk)) accuracies."""
+    out = np.zeros((len(faults), len(topk)))
+    for i, fault in enumerate(tqdm(faults, desc="faults (naive)", disable=not progress, mininterval=5)):
+        net = copy.deepcopy(model)
+        with perturb(net, fault, seed):
+            out[i] = topk_accuracy(net, data, topk, batch_size)
+    return out
+
+
+def _stacked_forward(layer: nn.Module, weights: torch.Tensor, biases: torch.Tensor | None):
+    """A forward for ``layer`` that returns its output for K weight sets, stacked copy-major:
+    input (n, ...) -> output (K * n, ...), rows [k*n:(k+1)*n] computed with weight set k."""
+    K, out_units = weights.shape[0], weights.shape[1]
+    flat_w = weights.reshape(K * out_units, *weights.shape[2:])  # used by Linear only
+    flat_b = None if biases is None else biases.reshape(-1)
+
+    def forward(self, x):
+        n = x.shape[0]
+        if isinstance(self, nn.Conv2d) and K == 1:
+            return self._conv_forward(x, weights[0], None if biases is None else biases[0])
+        if isinstance(self, nn.Conv2d):
+            # one convolution per copy, concatenated along the batch: measured faster on a CPU than
+            # one convolution with K times the channels followed by a transpose (benchmarks/)
+            return torch.cat([self._conv_forward(x, weights[k], None if biases is None else biases[k])
+                              for k in range(K)])
+        y = torch.nn.functional.linear(x, flat_w, flat_b)  # (n, ..., K * out): one matrix product
+        y = y.view(*y.shape[:-1], K, out_units).movedim(-2, 0)  # (K, n, ..., out)
+        return y.reshape(K * n, *y.shape[2:])
+
+    return forward
+
+
+def _output_sizes(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """Elements per image of every weight layer's output (one forward of one image)."""
+    sizes, handles = {}, []
+    for name, layer in weight_layers(model).items():
+        handles.append(layer.register_forward_hook(lambda m, i, o, name=name: sizes.__setitem__(name, o[0].numel())))
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return sizes
+
+
+@contextmanager
+def _stacked(layer: nn.Module, weights, biases):
+    layer.forward = types.MethodType(_stacked_forward(layer, weights, biases), layer)
+    try:
+        yield
+    finally:
+        del layer.forward  # back to the class's forward
+
+
+@torch.inference_mode()
+def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 0,
+          batch_size: int = 128, copies_per_pass: int | None = None, max_activation_elements: int = 1 << 22,
+          max_weight_bytes: int = 1 << 28, progress: bool = True) -> np.ndarray:
+    """Top-k accuracy of ``model`` under every fault, without copying the model.
+
+    Returns an array (len(faults), len(topk)); row i equals ``naive_sweep``'s (same draws), up to
+    float rounding in the batched products. ``data``: a Split (cut into ``batch_size`` images) or an
+    iterable of (x, y) batches, read once. Per batch of n images and per layer, faults go through in
+    groups of K copies, as many as keep the layer's stacked output within ``max_activation_elements``
+    (and at most ``copies_per_pass``, and at most ``max_weight_bytes`` of perturbed weights): the
+    shared prefix pays off for upper layers, while for the first layers, whose output is large and
+    which share nothing, bigger passes only spill out of the CPU caches (benchmarks/). Faults of amount 0 are the unperturbed model: it is
+    evaluated once for all of them.
+    """
+    model.eval()
+    if not faults:
+        raise ValueError("faults is empty")
+    layers = weight_layers(model)
+    by_layer = defaultdict(list)
+    for i, f in enumerate(faults):
+        if f.layer not in layers:
+            raise KeyError(f"unknown layer {f.layer!r}; the Conv2d/Linear layers of this model are: {', '.join(layers)}")
+        if not f.is_identity:
+            by_layer[f.layer].append(i)
+    identity = [i for i, f in enumerate(faults) if f.is_identity]
+    # the perturbed weights are drawn once, up front (on the CPU, from each fault's own seed)
+    weights = {i: fault_weights(model, faults[i], seed) for idx in by_layer.values() for i in idx}
+    device = next(model.parameters()).device
+    hits = torch.zeros(len(faults), len(topk), dtype=torch.long, device=device)
+    n_seen, out_size = 0, None
+    n_batches = -(-len(data) // batch_size) if isinstance(data, Split) else (len(data) if hasattr(data, "__len__") else None)
+    total = None if n_batches is None else n_batches * sum(map(len, by_layer.values()))
+    bar = tqdm(desc="perturbed copies x image batches", total=total, disable=not progress, mininterval=5)
+    for x, y in _batches(data, batch_size):
+        x, y = _to_model(model, x, y)
+        n = len(y)
+        n_seen += n
+        if out_size is None:
+            out_size = _output_sizes(model, x[:1])
+        if identity:
+            hits[identity] += _hits(model(x), y, topk)
+        for name, idx in by_layer.items():
+            layer = layers[name]
+            w0 = weights[idx[0]][0]
+            per_copy = w0.numel() * w0.element_size()
+            k_max = max(1, min(max_activation_elements // (n * out_size[name]), max_weight_bytes // max(per_copy, 1)))
+            if copies_per_pass is not None:
+                k_max = max(1, min(k_max, copies_per_pass))
+            for start in range(0, len(idx), k_max):
+                group = idx[start:start + k_max]
+                w = torch.stack([weights[i][0] for i in group]).to(device)
+                b = None if layer.bias is None else torch.stack([weights[i][1] for i in group]).to(device)
+                with _stacked(layer, w, b):
+                    try:
+                        out = model(x)
+                    except RuntimeError as err:
+                        raise RuntimeError(
+                            f"batched evaluation of layer {name!r} failed ({err}); its output must flow to the "
+                            "logits image by image (no skip connection around it): pass copies_per_pass=1") from err
+                hits[group] += _hits(out.view(len(group), n, -1), y, topk)
+                bar.update(len(group))
+    bar.close()
+    return (hits.cpu().double() / n_seen).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Descriptive statistics (the paper's Table 1)
+
+
+def weight_statistics(model: nn.Module):
+    """One row per layer and parameter (``<layer>_W``, ``<layer>_b``): size, mean, median, sigma,
+    min, max, kurtosis (excess, Fisher's), skew, of the weights the layer computes with."""
+    import pandas as pd
+    from scipy import stats
+
+    rows = []
+    for name, layer in weight_layers(model).items():
+        w, b = layer_weights(layer)
+        for suffix, t in (("W", w), ("b", b)):
+            if t is None:
+                continue
+            v = t.detach().double().cpu().numpy().ravel()
+            spread = v.size > 3 and v.std() > 0  # kurtosis and skew are undefined for constant values
+            rows.append({"layer": f"{name}_{suffix}", "size": v.size, "mean": v.mean(), "median": np.median(v),
+                         "sigma": v.std(), "min": v.min(), "max": v.max(),
+                         "kurtosis": stats.kurtosis(v) if spread else np.nan,
+                         "skew": stats.skew(v) if spread else np.nan})
+    return pd.DataFrame(rows).set_index("layer")
