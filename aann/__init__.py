@@ -3,7 +3,9 @@
 Sparse ternary networks and p-SIREN (``ternary``, ``pruning``, ``psiren``), the networks
 (``models``), data through torchvision with an offline mirror (``data``), training and evaluation
 (``training``), a configuration-keyed model cache (``cache``) and each chapter's results file
-(``results``). The chapters in ``book/`` import from here and tell the story.
+(``results``); Cheney's perturbations (``perturbations``, ``robustness``); Pardo's
+self-introspection (``activations``, ``infovae``, ``introspection``, ``adversarial``, ``detection``).
+The chapters in ``book/`` import from here and tell the story.
 """
 
 __version__ = "0.1.0"

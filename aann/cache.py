@@ -53,3 +53,11 @@ def save(config: dict, state_dict: dict, meta: dict | None = None) -> Path:
     torch.save(entry, tmp)
     tmp.replace(path)  # atomic: an interrupted run never leaves half an entry
     return path
+
+
+def tensor_fingerprint(tensor) -> str:
+    """A cheap content hash of a tensor (shape and a strided sample of at most ~100,000 entries),
+    for keying models trained on derived data such as hidden activations."""
+    h = hashlib.sha256(str(tuple(tensor.shape)).encode())
+    h.update(tensor.detach().flatten()[:: max(1, tensor.numel() // 100_000)].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -194,6 +194,73 @@ register_model("alexnet_cifar")(AlexNetCifar)
 register_model("vgg_cifar")(VggCifar)
 
 
+
+# --- The classifiers of the self-introspection chapter (Pardo et al., Table 1): ELU units. ---
+
+
+class EluMlp(nn.Sequential):
+    """Net1: ``depth`` dense ELU layers of ``hidden`` units, then ``num_classes`` outputs.
+
+    ``forward`` returns logits; the paper's sigmoid output is ``torch.sigmoid(logits)``, applied by
+    the MSE loss (``TrainConfig(loss="mse_sigmoid")``) and by everything that reads the output.
+    Hidden layer ``i`` is the block ``hidden{i}`` (Linear, ELU, Dropout): its output is the
+    paper's ``h_i`` (dropout is the identity in eval mode). ``hidden_layers`` lists them.
+    """
+
+    def __init__(self, in_features: int = 784, hidden: int = 200, depth: int = 12, num_classes: int = 10,
+                 dropout: float = 0.1):
+        blocks, width = [("flatten", nn.Flatten())], in_features
+        for i in range(depth):
+            blocks.append((f"hidden{i}", nn.Sequential(nn.Linear(width, hidden), nn.ELU(), nn.Dropout(dropout))))
+            width = hidden
+        blocks.append(("output", nn.Linear(width, num_classes)))
+        super().__init__(OrderedDict(blocks))
+        self.hidden_layers = tuple(f"hidden{i}" for i in range(depth))
+        _kaiming_elu(self)
+
+
+class AllConvElu(nn.Sequential):
+    """Net2: the all-convolutional CIFAR-10 net of Table 1 with dense layers on top.
+
+    Two 3 x 3 convolutions of ``c1`` filters, a third with stride 2, the same with ``c2`` filters,
+    a 1 x 1 convolution of ``c2`` filters, global average pooling, ``depth`` dense ELU layers of
+    ``dense`` units, ``num_classes`` outputs (logits; sigmoid as in :class:`EluMlp`). Dropout
+    follows every hidden layer (the paper: "for all layers", keep probability 0.8).
+    ``width`` scales ``c1 = 96`` and ``c2 = 192`` (the quick profile's CPU budget).
+    ``hidden_layers`` are the dense blocks ``dense0`` ... , the activations the paper encodes.
+    """
+
+    def __init__(self, width: float = 1.0, dense: int = 512, depth: int = 3, num_classes: int = 10,
+                 dropout: float = 0.2):
+        c1, c2 = max(1, round(96 * width)), max(1, round(192 * width))
+
+        def conv(c_in, c_out, k=3, stride=1):
+            return nn.Sequential(nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2), nn.ELU(), nn.Dropout(dropout))
+
+        blocks = [("conv1", conv(3, c1)), ("conv2", conv(c1, c1)), ("conv3", conv(c1, c1, stride=2)),
+                  ("conv4", conv(c1, c2)), ("conv5", conv(c2, c2)), ("conv6", conv(c2, c2, stride=2)),
+                  ("conv7", conv(c2, c2, k=1)), ("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
+        width_in = c2
+        for i in range(depth):
+            blocks.append((f"dense{i}", nn.Sequential(nn.Linear(width_in, dense), nn.ELU(), nn.Dropout(dropout))))
+            width_in = dense
+        blocks.append(("output", nn.Linear(width_in, num_classes)))
+        super().__init__(OrderedDict(blocks))
+        self.hidden_layers = tuple(f"dense{i}" for i in range(depth))
+        _kaiming_elu(self)
+
+
+def _kaiming_elu(model: nn.Module) -> None:
+    # PyTorch's default init shrinks the signal over 12 ELU layers (Net1 then barely trains); He
+    # init keeps it, but would start the sigmoid outputs saturated, where the MSE gradient vanishes:
+    # the output layer starts near zero instead (all outputs 1/2).
+    _kaiming(model)
+    nn.init.normal_(model.output.weight, std=0.01)
+
+
+register_model("elu_mlp")(EluMlp)
+register_model("allconv_elu")(AllConvElu)
+
 # --- torchvision's ImageNet models, with weights from the user's torch cache only. ---
 
 IMAGENET_MODELS = {"alexnet": "AlexNet_Weights", "vgg16": "VGG16_Weights"}

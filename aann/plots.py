@@ -69,3 +69,100 @@ def perturbation_curves(table, treatment: str, metrics=("top1",), title: str = "
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --- self-introspection: activation-space maps (Pardo et al., Figs. 2, 5, 6) ---
+
+
+def class_palette(num_classes: int = 10) -> np.ndarray:
+    """One RGB colour per class (matplotlib's tab10), num_classes x 3."""
+    import matplotlib.pyplot as plt
+
+    return np.asarray(plt.get_cmap("tab10").colors[:num_classes])
+
+
+def estimated_error_image(estimator, limit: float = 4.0, points: int = 200):
+    """The estimator's log10 e_hat on a points x points grid over [-limit, limit]^2, oriented for
+    ``imshow(..., origin="lower", extent=(-limit, limit, -limit, limit))`` (z1 across, z2 up)."""
+    import torch
+
+    axis = torch.linspace(-limit, limit, points)
+    z2, z1 = torch.meshgrid(axis, axis, indexing="ij")
+    device = next(estimator.parameters()).device
+    with torch.inference_mode():
+        img = estimator.eval()(torch.stack([z1.flatten(), z2.flatten()], 1).to(device))
+    return img.view(points, points).cpu().numpy()
+
+
+def error_map(ax, estimator, limit: float = 4.0, vmin: float | None = None, vmax: float | None = None):
+    """Draw the estimated-error landscape (log10 e_hat) on ``ax``, coloured from its own lowest to
+    highest value unless ``vmin``/``vmax`` are given; returns the image for a colour bar."""
+    img = ax.imshow(estimated_error_image(estimator, limit), origin="lower", extent=(-limit, limit, -limit, limit),
+                    cmap="magma", vmin=vmin, vmax=vmax, aspect="equal")
+    ax.set(xlim=(-limit, limit), ylim=(-limit, limit), xticks=[], yticks=[])
+    ax.grid(False)
+    return img
+
+
+def latent_scatter(ax, z, labels, palette, limit: float = 4.0, size: float = 2.0, alpha: float = 0.5):
+    """z coloured by class (the paper's Fig. 2b/f)."""
+    z = np.asarray(z)
+    ax.scatter(z[:, 0], z[:, 1], c=palette[np.asarray(labels)], s=size, alpha=alpha, linewidths=0, rasterized=True)
+    ax.set(xlim=(-limit, limit), ylim=(-limit, limit), xticks=[], yticks=[], aspect="equal")
+    ax.grid(False)
+
+
+def latent_trajectories(ax, path, labels, palette, limit: float = 4.0):
+    """Trajectories over training, T x n x 2, each fading from grey to its class colour (Fig. 2a/e)."""
+    from matplotlib.collections import LineCollection
+
+    path = np.asarray(path)
+    steps = path.shape[0]
+    grey = np.array([0.6, 0.6, 0.6])
+    for i, label in enumerate(np.asarray(labels)):
+        segments = np.stack([path[:-1, i], path[1:, i]], 1)
+        t = (np.arange(steps - 1) + 1) / (steps - 1)
+        colours = (1 - t)[:, None] * grey + t[:, None] * palette[label]
+        ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.6, alpha=0.7))
+    ax.scatter(path[-1, :, 0], path[-1, :, 1], c=palette[np.asarray(labels)], s=4, zorder=3)
+    ax.set(xlim=(-limit, limit), ylim=(-limit, limit), xticks=[], yticks=[], aspect="equal")
+    ax.grid(False)
+
+
+def activation_space_row(axes, estimator, palette, traj, traj_labels, z_train, y_train, wrong_train, z_test,
+                         wrong_test, limit: float = 4.0):
+    """The four panels of one row of the paper's Fig. 2: (a) training trajectories, (b) the final
+    map by class, (c) estimated error with training points (misclassified in white), (d) the same
+    with test points."""
+    latent_trajectories(axes[0], traj, traj_labels, palette, limit)
+    latent_scatter(axes[1], z_train, y_train, palette, limit)
+    img = None
+    for ax, z, wrong in ((axes[2], z_train, wrong_train), (axes[3], z_test, wrong_test)):
+        img = error_map(ax, estimator, limit)
+        z, wrong = np.asarray(z), np.asarray(wrong, dtype=bool)
+        ax.scatter(z[~wrong, 0], z[~wrong, 1], s=1, c="tab:cyan", alpha=0.25, linewidths=0, rasterized=True)
+        ax.scatter(z[wrong, 0], z[wrong, 1], s=6, c="white", edgecolors="black", linewidths=0.3)
+    for ax, title in zip(axes, ("training trajectories", "final map, by class", "estimated error, train",
+                                "estimated error, test")):
+        ax.set_title(title, fontsize=10)
+    return img
+
+
+def error_violins(ax, log10_error, labels, wrong, class_names):
+    """Fig. 7: per class, the estimated log10 error of correctly classified (green) and
+    misclassified (red) samples, with each class's sensitivity (recall) above."""
+    import pandas as pd
+    import seaborn as sns
+
+    labels, wrong = np.asarray(labels), np.asarray(wrong, dtype=bool)
+    df = pd.DataFrame({"class": np.asarray(class_names)[labels], "log10 e_hat": np.asarray(log10_error),
+                       "outcome": np.where(wrong, "misclassified", "correct")})
+    sns.violinplot(df, x="class", y="log10 e_hat", hue="outcome", split=True, inner="quart", cut=0,
+                   order=list(class_names), hue_order=["correct", "misclassified"],
+                   palette={"correct": "tab:green", "misclassified": "tab:red"}, ax=ax, density_norm="width")
+    top, span = df["log10 e_hat"].max(), np.ptp(df["log10 e_hat"].to_numpy()) or 1.0
+    for k, name in enumerate(class_names):
+        sensitivity = 1 - wrong[labels == k].mean()
+        ax.text(k, top + 0.05 * span, f"{sensitivity:.0%}", ha="center", fontsize=8)
+    ax.set_ylim(top=top + 0.15 * span)
+    ax.legend(loc="lower right", fontsize=8)

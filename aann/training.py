@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,9 +17,33 @@ from .runtime import generator, seed_everything
 from .ternary import apply_masks
 
 
+def mse_sigmoid(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The loss of Pardo et al.'s sigmoid-output classifiers: ``classifier_error`` averaged over the batch."""
+    return classifier_error(logits, y).mean()
+
+
+def classifier_error(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per sample e = 1/2 ||y - y_hat||^2 with y one-hot and y_hat = sigmoid(logits): the
+    classifier's error that the self-introspection estimator learns to predict."""
+    target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+    return 0.5 * (target - torch.sigmoid(logits)).pow(2).sum(1)
+
+
+def bce_sigmoid(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One-vs-all binary cross-entropy on sigmoid outputs, summed over classes, averaged over the
+    batch. Same outputs as ``mse_sigmoid``, but its gradient (y_hat - y) does not carry MSE's factor
+    y_hat (1 - y_hat), which nearly vanishes once every output has sunk towards 0."""
+    target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1).mean()
+
+
+LOSSES: dict[str, Callable] = {"cross_entropy": F.cross_entropy, "mse_sigmoid": mse_sigmoid, "bce_sigmoid": bce_sigmoid}
+
+
 def train_epoch(model: nn.Module, data: Split, optimizer: torch.optim.Optimizer, batch_size: int,
-                seed: int, scheduler=None, progress: tqdm | None = None, augment=None) -> float:
-    """One pass over ``data`` in a seeded random order; returns the mean cross-entropy.
+                seed: int, scheduler=None, progress: tqdm | None = None, augment=None,
+                loss_fn: Callable = F.cross_entropy) -> float:
+    """One pass over ``data`` in a seeded random order; returns the mean of ``loss_fn(logits, y)``.
     ``augment(x, generator)`` transforms each batch (a CPU generator seeded from ``seed``).
 
     After every step the pruned latent weights are zeroed again, because Adam's momentum would
@@ -30,7 +56,7 @@ def train_epoch(model: nn.Module, data: Split, optimizer: torch.optim.Optimizer,
     for start in range(0, len(data), batch_size):
         idx = order[start:start + batch_size]
         x = data.x[idx] if augment is None else augment(data.x[idx], gen)
-        loss = F.cross_entropy(model(x), data.y[idx])
+        loss = loss_fn(model(x), data.y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -73,9 +99,37 @@ def flip_and_shift(x: torch.Tensor, gen: torch.Generator, shift: int = 4) -> tor
     return padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 
+def input_noise(max_sigma: float) -> Callable:
+    """Noise injection with domain randomisation (Pardo et al., section 3.4): each batch gets
+    additive white Gaussian noise of one standard deviation drawn from U[0, ``max_sigma``]."""
+
+    def add_noise(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        sigma = max_sigma * torch.rand((), generator=gen).item()
+        return x + sigma * torch.randn(x.shape, generator=gen).to(x.device)
+
+    return add_noise
+
+
+def triangular_lr(steps_per_cycle: int, decay: float = 1.0) -> Callable[[int], float]:
+    """The triangular cyclic learning rate (Smith 2017) as a multiplier of the peak rate: from 0 up
+    to 1 in half a cycle and back to 0, the peak shrinking by ``decay`` each cycle."""
+
+    def factor(step: int) -> float:
+        cycle, phase = divmod(step, steps_per_cycle)
+        return decay ** cycle * (1.0 - abs(2.0 * (phase + 0.5) / steps_per_cycle - 1.0))
+
+    return factor
+
+
 @dataclass
 class TrainConfig:
-    """An ordinary classifier's training: AdamW, learning rate cosine-annealed to 0 per batch."""
+    """A classifier's training: AdamW (Adam when ``weight_decay`` is 0) on minibatches.
+
+    ``schedule``: ``"cosine"`` anneals the learning rate to 0 per batch; ``"triangular"`` cycles it
+    every ``cycle_epochs`` epochs with the peak decaying by ``lr_decay`` per cycle (Pardo et al.).
+    ``loss``: a key of ``LOSSES``. ``augment``: flip_and_shift (CIFAR). ``input_noise``: the
+    largest standard deviation of the per-batch input noise (0: none).
+    """
 
     model: str
     model_kwargs: dict = field(default_factory=dict)
@@ -83,35 +137,79 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 5e-4
     batch_size: int = 128
-    augment: bool = False  # flip_and_shift (for CIFAR)
+    augment: bool = False
+    loss: str = "cross_entropy"
+    schedule: str = "cosine"
+    cycle_epochs: float = 1.0
+    lr_decay: float = 1.0
+    input_noise: float = 0.0
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; allowed: {', '.join(LOSSES)}")
+        if self.schedule not in ("cosine", "triangular"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; allowed: cosine, triangular")
+        if self.input_noise < 0:
+            raise ValueError(f"input_noise is a standard deviation, >= 0; got {self.input_noise}")
+
+    def augmentation(self) -> Callable | None:
+        steps = ([flip_and_shift] if self.augment else []) + ([input_noise(self.input_noise)] if self.input_noise else [])
+        if not steps:
+            return None
+
+        def augment(x, gen):
+            for step in steps:
+                x = step(x, gen)
+            return x
+
+        return augment
+
+    def scheduler(self, optimizer, steps_per_epoch: int):
+        if self.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(self.epochs * steps_per_epoch, 1))
+        per_cycle = max(2, math.ceil(self.cycle_epochs * steps_per_epoch))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, triangular_lr(per_cycle, self.lr_decay))
+
+
+def training_key(data: dict[str, Split], config: TrainConfig, seed: int) -> dict:
+    """The configuration a trained classifier is cached under."""
+    return {"algorithm": "train_classifier", **asdict(config), "seed": seed, "train": data["train"].fingerprint()}
 
 
 def train_classifier(data: dict[str, Split], config: TrainConfig, seed: int = 0, device=None,
-                     use_cache: bool = True, progress: bool = True) -> tuple[nn.Module, dict]:
+                     use_cache: bool = True, progress: bool = True,
+                     on_epoch: Callable[[int, nn.Module], None] | None = None) -> tuple[nn.Module, dict]:
     """Train ``config.model`` on ``data["train"]``; ``data["val"]`` is measured after each epoch
     (nothing is selected on it). Cached under a hash of the configuration, the seed and the
-    training data. Returns the model (eval mode) and ``{"val_acc", "history": {"val_acc": [...]}}``."""
+    training data. Returns the model (eval mode) and ``{"val_acc", "history": {"val_acc": [...]}}``.
+
+    ``on_epoch(epoch, model)`` is called before training (epoch 0) and after each epoch; because it
+    must see the training happen, a cached model is then not loaded (the new one is still saved).
+    """
     from .models import get_model
 
     train, val = data["train"], data["val"]
     device = device or train.x.device
-    key = {"algorithm": "train_classifier", **asdict(config), "seed": seed, "train": train.fingerprint()}
+    key = training_key(data, config, seed)
     seed_everything(seed)
     model = get_model(config.model, **config.model_kwargs).to(device)
-    hit = cache.load(key) if use_cache else None
+    hit = cache.load(key) if use_cache and on_epoch is None else None
     if hit is not None:
         model.load_state_dict(hit[0])
         return model.eval(), hit[1]
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * -(-len(train) // config.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    sched = config.scheduler(opt, -(-len(train) // config.batch_size))
+    augment, loss_fn = config.augmentation(), LOSSES[config.loss]
     history = {"val_acc": []}
     bar = tqdm(total=config.epochs * len(train), desc=f"train {config.model} seed {seed}", unit="img",
                unit_scale=True, disable=not progress, mininterval=5)
+    if on_epoch is not None:
+        on_epoch(0, model.eval())
     for e in range(config.epochs):
-        train_epoch(model, train, opt, config.batch_size, seed * 1000 + e, sched, bar,
-                    flip_and_shift if config.augment else None)
+        train_epoch(model, train, opt, config.batch_size, seed * 1000 + e, sched, bar, augment, loss_fn)
         history["val_acc"].append(accuracy(model, val))
+        if on_epoch is not None:
+            on_epoch(e + 1, model.eval())
     bar.close()
     meta = {"val_acc": history["val_acc"][-1] if history["val_acc"] else accuracy(model, val), "history": history}
     if use_cache:

@@ -70,6 +70,18 @@ EXPECTED = {
         "at_least": {"alexnet_cifar/clean_top1": 0.4, "vgg_cifar/clean_top1": 0.3, "mnist_dense/clean_top1": 0.9,
                      "mnist_ternary90/clean_top1": 0.95},
     },
+    "self_introspection": {
+        "keys": ["net1/test_acc", "net2/test_acc", "estimator/mnist/auroc", "msp/mnist/auroc",
+                 "estimator/cifar10/auroc", "msp/cifar10/auroc", "estimator/mnist/aupr", "msp/cifar10/fpr_at_95tpr",
+                 "reorder/assignment_agreement", "fgsm/success_rate", "noise907/net1/sigma0.3",
+                 "noise907/clone/sigma0.3"],
+        "values": ["violin/mnist/median_gap", "violin/cifar10/median_gap", "fgsm/median_log10_error_rise"],
+        "counts": {"noise907/copies": 200, "fgsm/attacks": 54},  # 6 images x 9 classes other than their own
+        # chance is 0.1; Net2 trains for about a minute on a quarter of its width
+        "at_least": {"net1/test_acc": 0.9, "net2/test_acc": 0.15},
+        # reordering relabels units: the network's function must not change
+        "at_most": {"reorder/max_logit_change": 1e-4},
+    },
 }
 
 
@@ -102,6 +114,8 @@ def test_chapter_runs_and_meets_its_quick_targets(chapter):
         assert metrics.get(key) == count, f"{chapter}: {key} = {metrics.get(key)}, expected {count}"
     for key, bound in EXPECTED[chapter]["at_least"].items():
         assert metrics[key] >= bound, f"{chapter}: {key} = {metrics[key]:.4f} < {bound}"
+    for key, bound in EXPECTED[chapter].get("at_most", {}).items():
+        assert metrics[key] <= bound, f"{chapter}: {key} = {metrics[key]:.4g} > {bound}"
 
 
 class _Images(HTMLParser):
