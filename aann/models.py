@@ -209,13 +209,9 @@ class EluMlp(nn.Sequential):
 
     def __init__(self, in_features: int = 784, hidden: int = 200, depth: int = 12, num_classes: int = 10,
                  dropout: float = 0.1):
-        blocks, width = [("flatten", nn.Flatten())], in_features
-        for i in range(depth):
-            blocks.append((f"hidden{i}", nn.Sequential(nn.Linear(width, hidden), nn.ELU(), nn.Dropout(dropout))))
-            width = hidden
-        blocks.append(("output", nn.Linear(width, num_classes)))
-        super().__init__(OrderedDict(blocks))
-        self.hidden_layers = tuple(f"hidden{i}" for i in range(depth))
+        head, hidden_layers = _elu_dense_head("hidden", in_features, hidden, depth, num_classes, dropout)
+        super().__init__(OrderedDict([("flatten", nn.Flatten())] + head))
+        self.hidden_layers = hidden_layers
         _kaiming_elu(self)
 
 
@@ -240,14 +236,21 @@ class AllConvElu(nn.Sequential):
         blocks = [("conv1", conv(3, c1)), ("conv2", conv(c1, c1)), ("conv3", conv(c1, c1, stride=2)),
                   ("conv4", conv(c1, c2)), ("conv5", conv(c2, c2)), ("conv6", conv(c2, c2, stride=2)),
                   ("conv7", conv(c2, c2, k=1)), ("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
-        width_in = c2
-        for i in range(depth):
-            blocks.append((f"dense{i}", nn.Sequential(nn.Linear(width_in, dense), nn.ELU(), nn.Dropout(dropout))))
-            width_in = dense
-        blocks.append(("output", nn.Linear(width_in, num_classes)))
-        super().__init__(OrderedDict(blocks))
-        self.hidden_layers = tuple(f"dense{i}" for i in range(depth))
+        head, hidden_layers = _elu_dense_head("dense", c2, dense, depth, num_classes, dropout)
+        super().__init__(OrderedDict(blocks + head))
+        self.hidden_layers = hidden_layers
         _kaiming_elu(self)
+
+
+def _elu_dense_head(prefix: str, width: int, hidden: int, depth: int, num_classes: int, dropout: float):
+    """``depth`` blocks ``<prefix>0`` ... (Linear, ELU, Dropout) and the ``output`` Linear, as
+    (name, module) pairs, with the names of the hidden blocks."""
+    blocks = []
+    for i in range(depth):
+        blocks.append((f"{prefix}{i}", nn.Sequential(nn.Linear(width, hidden), nn.ELU(), nn.Dropout(dropout))))
+        width = hidden
+    blocks.append(("output", nn.Linear(width, num_classes)))
+    return blocks, tuple(f"{prefix}{i}" for i in range(depth))
 
 
 def _kaiming_elu(model: nn.Module) -> None:

@@ -6,7 +6,11 @@ naive loop (deep copy per fault, perturb, full evaluation), both with the same i
     python benchmarks/bench_perturbations.py [--images 1000] [--device cuda]
 
 Writes _build/results/bench_perturbations.json: bench/sweep_speedup (whole sweep, naive time over
-batched time), <layer>/speedup, <layer>/naive_s, <layer>/batched_s, n_faults, n_eval_images.
+batched time), <layer>/speedup, <layer>/naive_s, <layer>/batched_s, n_faults, n_eval_images, and
+the ceiling of any method that must run the network from the perturbed layer on for each fault
+(the batched sweep is one): <layer>/ceiling = time of a full forward / time of the forward from that
+layer on, bench/sweep_ceiling the same over the whole sweep (equal faults per layer). A layer's
+cost sets how much sharing the layers before it can save.
 Random weights and images: the cost of either path depends on the shapes, not on the values.
 The two paths' accuracies are compared too (they must agree: same draws).
 """
@@ -32,6 +36,27 @@ REPEATS = 2
 def sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+def suffix_times(model: torch.nn.Sequential, x: torch.Tensor, device, repeats: int = 5) -> dict[str, float]:
+    """Seconds per forward of ``x`` from each weight layer to the logits (the best of ``repeats``),
+    and of the whole network under the key ``""``. Needs a Sequential whose weight layers are
+    direct children (the AlexNet-shaped net)."""
+    names = [name for name, _ in model.named_children()]
+    starts = {"": 0, **{layer: names.index(layer) for layer in weight_layers(model) if layer in names}}
+    out = {}
+    with torch.inference_mode():
+        for layer, i in starts.items():
+            h = model[:i](x) if i else x
+            best = float("inf")
+            for _ in range(repeats):
+                sync(device)
+                t = time.perf_counter()
+                model[i:](h)
+                sync(device)
+                best = min(best, time.perf_counter() - t)
+            out[layer] = best
+    return out
 
 
 def main(argv=None) -> None:
@@ -70,6 +95,15 @@ def main(argv=None) -> None:
         print(f"{layer}: naive {t_naive:.2f} s, batched {t_fast:.2f} s, speedup {t_naive / t_fast:.1f}x", flush=True)
     metrics["n_faults"] = n_faults
     metrics["bench/sweep_speedup"] = total_naive / total_fast
+    if isinstance(model, torch.nn.Sequential):
+        times = suffix_times(model, data.x, device)
+        layers = [layer for layer in weight_layers(model) if layer in times]
+        for layer in layers:
+            metrics[f"{layer}/ceiling"] = times[""] / times[layer]
+        if len(layers) == len(weight_layers(model)):
+            metrics["bench/sweep_ceiling"] = len(layers) * times[""] / sum(times[layer] for layer in layers)
+            print(f"ceiling of suffix sharing over the whole sweep: {metrics['bench/sweep_ceiling']:.2f}x "
+                  "(per layer: " + ", ".join(f"{layer} {metrics[f'{layer}/ceiling']:.1f}x" for layer in layers) + ")")
     print(f"whole sweep ({n_faults} faults): naive {total_naive:.1f} s, batched {total_fast:.1f} s, "
           f"speedup {metrics['bench/sweep_speedup']:.2f}x")
     path = write_results("bench_perturbations", metrics, profile="bench", device=device)
