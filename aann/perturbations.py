@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import types
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -268,6 +268,46 @@ def _stacked(layer: nn.Module, weights, biases):
         del layer.forward  # back to the class's forward
 
 
+class _PrefixMemo:
+    """The shared prefix of a sweep. ``record`` runs the clean network once on a batch and keeps
+    every leaf module's output and the order of the calls; inside ``skipping_before(layer)`` the
+    leaves that ran before ``layer`` (once each) return those outputs instead of computing, so a
+    pass that perturbs ``layer`` costs only the network from ``layer`` on, whatever the model's
+    ``forward`` looks like. Leaves called more than once per forward are always computed."""
+
+    def __init__(self, model: nn.Module):
+        self.leaves = {name: m for name, m in model.named_modules() if name and not any(True for _ in m.children())}
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.order: list[str] = []
+
+    def record(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        self.outputs, self.order = {}, []
+
+        def save(name, output):
+            self.order.append(name)
+            self.outputs[name] = output
+
+        hooks = [m.register_forward_hook(lambda mod, i, o, name=name: save(name, o)) for name, m in self.leaves.items()]
+        try:
+            return model(x)
+        finally:
+            for h in hooks:
+                h.remove()
+
+    @contextmanager
+    def skipping_before(self, layer: str):
+        calls = Counter(self.order)
+        first = self.order.index(layer) if layer in calls else 0
+        skip = [name for name in self.order[:first] if calls[name] == 1]
+        for name in skip:
+            self.leaves[name].forward = lambda *args, _out=self.outputs[name], **kwargs: _out
+        try:
+            yield
+        finally:
+            for name in skip:
+                del self.leaves[name].forward
+
+
 @torch.inference_mode()
 def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 0,
           batch_size: int = 128, copies_per_pass: int | None = None, max_activation_elements: int = 1 << 22,
@@ -276,7 +316,9 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
 
     Returns an array (len(faults), len(topk)); row i equals ``naive_sweep``'s (same draws), up to
     float rounding in the batched products. ``data``: a Split (cut into ``batch_size`` images) or an
-    iterable of (x, y) batches, read once. Per batch of n images and per layer, faults go through in
+    iterable of (x, y) batches, read once. Per batch, the clean network runs once and every leaf
+    module's output is kept; a pass that perturbs layer L replays the leaves before L from that
+    record (``_PrefixMemo``) and computes only from L on. Per batch of n images and per layer, faults go through in
     groups of K copies, as many as keep the layer's stacked output within ``max_activation_elements``
     (and at most ``copies_per_pass``, and at most ``max_weight_bytes`` of perturbed weights): the
     shared prefix pays off for upper layers, while for the first layers, whose output is large and
@@ -297,6 +339,8 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
     # the perturbed weights are drawn once, up front (on the CPU, from each fault's own seed)
     weights = {i: fault_weights(model, faults[i], seed) for idx in by_layer.values() for i in idx}
     device = next(model.parameters()).device
+    memo = _PrefixMemo(model)
+    stacks, stacked_bytes = {}, 0  # (layer, first fault, size) -> the group's stacked weights, on the device
     hits = torch.zeros(len(faults), len(topk), dtype=torch.long, device=device)
     n_seen, out_size = 0, None
     n_batches = -(-len(data) // batch_size) if isinstance(data, Split) else (len(data) if hasattr(data, "__len__") else None)
@@ -308,8 +352,9 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
         n_seen += n
         if out_size is None:
             out_size = _output_sizes(model, x[:1])
+        clean = memo.record(model, x)
         if identity:
-            hits[identity] += _hits(model(x), y, topk)
+            hits[identity] += _hits(clean, y, topk)
         for name, idx in by_layer.items():
             layer = layers[name]
             w0 = weights[idx[0]][0]
@@ -319,9 +364,14 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
                 k_max = max(1, min(k_max, copies_per_pass))
             for start in range(0, len(idx), k_max):
                 group = idx[start:start + k_max]
-                w = torch.stack([weights[i][0] for i in group]).to(device)
-                b = None if layer.bias is None else torch.stack([weights[i][1] for i in group]).to(device)
-                with _stacked(layer, w, b):
+                key = (name, group[0], len(group))
+                w, b = stacks.get(key) or (
+                    torch.stack([weights[i][0] for i in group]).to(device),
+                    None if layer.bias is None else torch.stack([weights[i][1] for i in group]).to(device))
+                if key not in stacks and stacked_bytes + per_copy * len(group) <= max_weight_bytes:
+                    stacks[key] = (w, b)  # the same groups recur batch after batch: stack them once
+                    stacked_bytes += per_copy * len(group)
+                with memo.skipping_before(name), _stacked(layer, w, b):
                     try:
                         out = model(x)
                     except RuntimeError as err:

@@ -43,16 +43,18 @@ def suffix_times(model: torch.nn.Sequential, x: torch.Tensor, device, repeats: i
     and of the whole network under the key ``""``. Needs a Sequential whose weight layers are
     direct children (the AlexNet-shaped net)."""
     names = [name for name, _ in model.named_children()]
+    children = list(model.children())
+    part = lambda a, b=None: torch.nn.Sequential(*children[a:b])  # noqa: E731 (slicing a subclass calls its __init__)
     starts = {"": 0, **{layer: names.index(layer) for layer in weight_layers(model) if layer in names}}
     out = {}
     with torch.inference_mode():
         for layer, i in starts.items():
-            h = model[:i](x) if i else x
+            h, suffix = (part(0, i)(x) if i else x), part(i)
             best = float("inf")
             for _ in range(repeats):
                 sync(device)
                 t = time.perf_counter()
-                model[i:](h)
+                suffix(h)
                 sync(device)
                 best = min(best, time.perf_counter() - t)
             out[layer] = best

@@ -118,6 +118,44 @@ def test_batched_sweep_equals_the_naive_loop(alexnet, images, kwargs):
     assert fast.shape == (len(faults), 2)
 
 
+class _Counting(torch.nn.Module):
+    """A parameter-free leaf that counts how often it really computes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x * 1.0
+
+
+class _Functional(torch.nn.Module):
+    """A net whose forward mixes modules with functional code, and calls one leaf twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = _Counting()
+        self.fc1, self.fc2, self.act = torch.nn.Linear(12, 16), torch.nn.Linear(16, 5), torch.nn.Tanh()
+
+    def forward(self, x):
+        h = self.act(self.fc1(self.count(x).flatten(1)))
+        return self.fc2(self.act(h) + 0.5 * h)  # self.act runs twice: it must never be skipped
+
+
+def test_sweep_computes_the_shared_prefix_once_per_batch():
+    torch.manual_seed(0)
+    net = _Functional().eval()
+    g = torch.Generator().manual_seed(3)
+    data = Split(torch.rand(60, 3, 2, 2, generator=g), torch.randint(0, 5, (60,), generator=g))
+    faults = faults_grid(["fc1", "fc2"], TREATMENTS, {t: [0.5, 1.0] for t in TREATMENTS}, repeats=3)
+    fast = sweep(net, data, faults, topk=(1,), batch_size=20, copies_per_pass=2, progress=False)
+    # one clean pass per batch (3) and the one-image probe of output sizes; every perturbed pass reuses it
+    assert net.count.calls == 3 + 1
+    np.testing.assert_array_equal(fast, naive_sweep(net, data, faults, topk=(1,), batch_size=20))
+    assert "forward" not in vars(net.count) and "forward" not in vars(net.fc1)  # nothing left patched
+
+
 def test_batched_sweep_on_a_ternary_net_and_in_any_order(ternary_net):
     g = torch.Generator().manual_seed(2)
     data = Split(torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g))
