@@ -89,8 +89,9 @@ class Reading:
     z: torch.Tensor  # N x 2: where the activations lie on the map
     log10_error: torch.Tensor  # N: the estimator's log10 e_hat
     confidence: torch.Tensor  # N: c = -log10 e_hat (section 2.7)
-    prediction: torch.Tensor  # N: the classifier's class
+    prediction: torch.Tensor  # N: the classifier's class (-1 where no logits were given)
     h: torch.Tensor  # N x N_h: the hidden activations read
+    logits: torch.Tensor | None  # N x classes: the classifier's outputs (sigmoid gives y_hat)
 
 
 @dataclass
@@ -113,7 +114,7 @@ class SelfIntrospection:
         z = encode(self.autoencoder, h)
         log_e = self.estimator.eval()(z)
         pred = logits.argmax(1) if logits is not None else torch.full((len(h),), -1, device=h.device)
-        return Reading(z=z, log10_error=log_e, confidence=-log_e, prediction=pred, h=h)
+        return Reading(z=z, log10_error=log_e, confidence=-log_e, prediction=pred, h=h, logits=logits)
 
 
 def fit_self_introspection(data: dict[str, Split], config: TrainConfig, autoencoder: AutoencoderConfig,

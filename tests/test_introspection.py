@@ -145,7 +145,10 @@ def test_fit_self_introspection_end_to_end(tiny_mnist_like):
     reading = system(tiny_mnist_like["test"].x)
     assert reading.z.shape == (256, 2) and reading.h.shape == (256, 32)
     assert torch.allclose(reading.confidence, -reading.log10_error)
-    assert torch.equal(reading.prediction, system.classifier(tiny_mnist_like["test"].x).argmax(1))
+    with torch.no_grad():
+        assert torch.allclose(reading.logits, system.classifier(tiny_mnist_like["test"].x), atol=1e-6)
+    assert torch.equal(reading.prediction, reading.logits.argmax(1))
+    assert system.read(reading.h).logits is None and (system.read(reading.h).prediction == -1).all()
     assert info["record"] is None and info["h"].shape == (512, 32)
 
 
