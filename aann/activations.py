@@ -54,7 +54,8 @@ def hooked(model: nn.Module, layers: list[str]):
 
 
 def forward_with_activations(model: nn.Module, x: torch.Tensor, layers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(h, logits)`` for one batch, differentiable (FGSM needs the gradient through it)."""
+    """``(h, logits)`` for one batch (no mode or gradient setting of its own: ``capture`` runs it
+    without gradients)."""
     with hooked(model, layers) as outputs:
         logits = model(x)
     return torch.cat([outputs[name] for name in layers], 1), logits

@@ -94,10 +94,13 @@ def estimated_error_image(estimator, limit: float = 4.0, points: int = 200):
     return img.view(points, points).cpu().numpy()
 
 
-def error_map(ax, estimator, limit: float = 4.0, vmin: float | None = None, vmax: float | None = None):
+def error_map(ax, estimator, limit: float = 4.0, vmin: float | None = None, vmax: float | None = None, image=None):
     """Draw the estimated-error landscape (log10 e_hat) on ``ax``, coloured from its own lowest to
-    highest value unless ``vmin``/``vmax`` are given; returns the image for a colour bar."""
-    img = ax.imshow(estimated_error_image(estimator, limit), origin="lower", extent=(-limit, limit, -limit, limit),
+    highest value unless ``vmin``/``vmax`` are given; returns the image for a colour bar. Pass
+    ``image`` (from ``estimated_error_image``) to draw many panels of one estimator without
+    evaluating it again."""
+    image = estimated_error_image(estimator, limit) if image is None else image
+    img = ax.imshow(image, origin="lower", extent=(-limit, limit, -limit, limit),
                     cmap="magma", vmin=vmin, vmax=vmax, aspect="equal")
     ax.set(xlim=(-limit, limit), ylim=(-limit, limit), xticks=[], yticks=[])
     ax.grid(False)
