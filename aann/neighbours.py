@@ -127,21 +127,37 @@ def _layer_op(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias=None
 
 
 def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
-    """``max_pool2d(x, 2)``, bit for bit, as the maximum of four strided views: on the CPU many
-    times faster for the small maps here (the library kernel also computes indices for float64)."""
+    """``max_pool2d(x, 2)``, bit for bit, as the maximum of row pairs, then of column pairs: on
+    the CPU many times faster for the small maps here (the library kernel also computes indices
+    for float64)."""
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode drops an odd last row/column
-    return torch.maximum(torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 1:h:2, 0:w:2]),
-                         torch.maximum(x[..., 0:h:2, 1:w:2], x[..., 1:h:2, 1:w:2]))
+    rows = torch.maximum(x[..., 0:h:2, :w], x[..., 1:h:2, :w])
+    return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def _is_plain_2x2_pool(m: nn.Module) -> bool:
+    return (isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == (2, 2) and _pair(m.stride) == (2, 2)
+            and _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1)
+            and not m.ceil_mode and not m.return_indices)
 
 
 def _evaluation_post(post: nn.Module):
-    """A stage's ``post`` as a function, with plain 2x2 max-pooling done by ``_max_pool_2x2``."""
-    steps = []
-    for m in (post if isinstance(post, nn.Sequential) else [post]):
-        plain_2x2 = (isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == (2, 2) and _pair(m.stride) == (2, 2)
-                     and _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1)
-                     and not m.ceil_mode and not m.return_indices)
-        steps.append(_max_pool_2x2 if plain_2x2 else m)
+    """A stage's ``post`` as a function, with plain 2x2 max-pooling done by ``_max_pool_2x2``.
+
+    HardTanh followed by max-pooling runs as pooling, then the clamp, in place: a clamp is
+    monotone, so ``max(clamp(z)) == clamp(max(z))`` exactly (no arithmetic, only a choice), and
+    the clamp then touches a quarter of the elements."""
+    modules = list(post) if isinstance(post, nn.Sequential) else [post]
+    steps, i = [], 0
+    while i < len(modules):
+        m = modules[i]
+        if isinstance(m, nn.Hardtanh) and i + 1 < len(modules) and _is_plain_2x2_pool(modules[i + 1]):
+            lo, hi = m.min_val, m.max_val
+            steps += [_max_pool_2x2, lambda x, lo=lo, hi=hi: x.clamp_(lo, hi)]  # on the pool's fresh output
+            i += 2
+            continue
+        steps.append(_max_pool_2x2 if _is_plain_2x2_pool(m) else m)
+        i += 1
 
     def run(x):
         for step in steps:
@@ -176,7 +192,11 @@ class NeighbourEvaluator:
         if chunk_elems is None:
             chunk_elems = 2**25 if self.device.type == "cuda" else 2**20
         self.chunk_elems = chunk_elems
+        # the contribution table of a hidden layer's swaps is read many times per image: larger
+        # image chunks there cost memory, not speed, and save per-chunk work
+        self.table_elems = chunk_elems * (1 if self.device.type == "cuda" else 8)
         self._pad_cache: dict[int, torch.Tensor] = {}
+        self._buffers: dict[str, torch.Tensor] = {}  # see _buffer
         with torch.no_grad():
             self.weights = [s.layer.effective_weight().detach().to(dtype) for s in self.stages]
             self.biases = [None if s.layer.bias is None else s.layer.bias.detach().to(dtype) for s in self.stages]
@@ -286,11 +306,11 @@ class NeighbourEvaluator:
         acc = correct.to(torch.float64) / N
         return acc, (torch.cat(all_logits, 1) if return_logits else None)
 
-    def _image_chunks(self, per_image: int):
+    def _image_chunks(self, per_image: int, elems: int | None = None):
         """Slices of the evaluation set small enough that per_image * rows elements fit in
-        chunk_elems (the memory of one batched step)."""
+        ``elems`` (default chunk_elems, the memory of one batched step)."""
         N = len(self.y)
-        rows = max(1, min(N, self.chunk_elems // max(1, per_image)))
+        rows = max(1, min(N, (elems or self.chunk_elems) // max(1, per_image)))
         return [slice(r0, min(N, r0 + rows)) for r0 in range(0, N, rows)]
 
     def _dz(self, k: int, ch, in_idx, delta, r) -> torch.Tensor:
@@ -364,30 +384,70 @@ class NeighbourEvaluator:
         first = torch.zeros(len(keys), dtype=torch.long, device=self.device)
         first.scatter_(0, inv, torch.arange(inv.numel(), device=self.device))  # an occurrence of each key
         e_ch, e_in, e_delta = (t[split].flatten()[first] for t in (out_ch, in_idx, delta))
-        # rows of the contribution table: U endpoints, S joint swaps, and one row of zeros
-        row_a = torch.empty(B, dtype=torch.long, device=self.device)
-        row_b = torch.full((B,), U + S, dtype=torch.long, device=self.device)
-        row_a[split], row_b[split] = inv.view(-1, 2)[:, 0], inv.view(-1, 2)[:, 1]
-        row_a[joint] = U + torch.arange(S, device=self.device)
+        # rows of the contribution table: U endpoints, S joint swaps, and one row of zeros. A swap
+        # adds two rows to the next pre-activation: its source endpoint's ("base") and its
+        # destination's; a joint swap adds its own row to the zero row's base.
+        zero = U + S
+        base = torch.full((B,), zero, dtype=torch.long, device=self.device)
+        other = torch.empty(B, dtype=torch.long, device=self.device)
+        base[split], other[split] = inv.view(-1, 2)[:, 0], inv.view(-1, 2)[:, 1]
+        other[joint] = U + torch.arange(S, device=self.device)
+        # swaps sharing a base (a layer has few nonzero weights, so many swaps share a source)
+        # are computed as base + rows: one gather and one add per neighbour instead of two of each
+        order = torch.sort(base, stable=True).indices
+        bases, counts = torch.unique_consecutive(base[order], return_counts=True)
+        grouped = len(bases) * 8 <= B  # long runs; else gather both rows per swap
+        groups = list(zip(bases.tolist(), torch.cumsum(counts, 0).tolist())) if grouped else []
+        other_sorted = other[order]
         z_next = self.z[k + 1]
         width = z_next[0].numel()
         widest = max(z[0].numel() for z in self.z[k + 1:])
         channel = self.z[k][0, 0].numel()  # features of one channel of stage k (1 for a linear layer)
-        for r in self._image_chunks((U + S + 1) * (width + 4 * channel)):
+        for r in self._image_chunks((U + S + 1) * (width + 4 * channel), self.table_elems):
             n = r.stop - r.start
             dz = torch.cat([self._dz(k, e_ch, e_in, e_delta, r),
                             self._dz(k, out_ch[joint, 0], in_idx[joint, 0], delta[joint, 0], r)
                             + self._dz(k, out_ch[joint, 1], in_idx[joint, 1], delta[joint, 1], r)])
             table = self._next_contribution(k, torch.cat([e_ch, out_ch[joint, 0]]), dz, r)  # [U + S + 1, ...]
+            zr = z_next[r]
             sub = max(1, self.chunk_elems // (n * widest))
-            outs = []
-            for b0 in range(0, B, sub):
-                b = slice(b0, min(B, b0 + sub))
-                z = table[row_a[b]]
-                z += table[row_b[b]]
-                z += z_next[r]
-                outs.append(self._forward_from(k + 1, z.reshape(-1, *z_next.shape[1:])).view(z.shape[0], n, -1))
-            yield r, torch.cat(outs)
+            out_sorted = torch.empty(B, n, self.logits.shape[1], dtype=self.dtype, device=self.device)
+
+            def forward(b: slice, z: torch.Tensor) -> None:
+                # copied out at once: the logits may be z itself (buffer memory, reused next step)
+                out_sorted[b] = self._forward_from(k + 1, z.reshape(-1, *z_next.shape[1:])).view(z.shape[0], n, -1)
+
+            if grouped:
+                start = 0
+                for p, stop in groups:
+                    zb = table[p] + zr
+                    for b0 in range(start, stop, sub):
+                        b = slice(b0, min(stop, b0 + sub))
+                        z = torch.index_select(table, 0, other_sorted[b], out=self._buffer("z", (b.stop - b0, *table.shape[1:])))
+                        z += zb
+                        forward(b, z)
+                    start = stop
+            else:
+                table_b = table + zr  # every row as a base
+                base_sorted = base[order]
+                for b0 in range(0, B, sub):
+                    b = slice(b0, min(B, b0 + sub))
+                    z = torch.index_select(table_b, 0, base_sorted[b], out=self._buffer("z", (b.stop - b0, *table.shape[1:])))
+                    z += table.index_select(0, other_sorted[b])
+                    forward(b, z)
+            out = torch.empty_like(out_sorted)
+            out[order] = out_sorted
+            yield r, out
+
+    def _buffer(self, name: str, shape) -> torch.Tensor:
+        """Memory kept between image chunks for the large intermediates (the contribution table,
+        the neighbours' pre-activations): a fresh allocation of many MiB per chunk is paid again
+        in page faults at its first write (measured on the CPU: more than the convolutions that
+        fill the table)."""
+        numel = math.prod(shape)
+        if name not in self._buffers or self._buffers[name].numel() < numel:
+            self._buffers[name] = torch.empty(numel, dtype=self.dtype, device=self.device)
+        return self._buffers[name][:numel].view(shape)
 
     def _next_contribution(self, k, ch, dz, r) -> torch.Tensor:
         """Change of stage k+1's pre-activation caused by dz[m] in stage k's channel ch[m] alone:
@@ -399,7 +459,7 @@ class NeighbourEvaluator:
         nxt, w_next = self.stages[k + 1].layer, self.weights[k + 1]
         if isinstance(nxt, nn.Conv2d):
             h, w = self.a[k + 1].shape[2:]
-            out = torch.empty(M + 1, n, *self.z[k + 1].shape[1:], dtype=self.dtype, device=self.device)
+            out = self._buffer("table", (M + 1, n, *self.z[k + 1].shape[1:]))
             out[M] = 0
             # one convolution per run of endpoints in one input channel (the caller sorts them by
             # channel, so runs are long and the results land in contiguous slices)
@@ -413,7 +473,7 @@ class NeighbourEvaluator:
             return out
         # a linear layer after a flatten: channel c is input features c * per ... (c + 1) * per - 1
         cols = ch[:, None] * per + torch.arange(per, device=self.device)  # [M, per]
-        out = torch.empty(M + 1, n, w_next.shape[0], dtype=self.dtype, device=self.device)
+        out = self._buffer("table", (M + 1, n, w_next.shape[0]))
         out[M] = 0
         torch.bmm(da, w_next[:, cols].permute(1, 2, 0), out=out[:M])  # [M, n, C_out]
         return out

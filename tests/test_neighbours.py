@@ -157,12 +157,32 @@ def test_batches_sharing_swapped_weights_are_exact(name):
         assert torch.allclose(logits, ref, rtol=0, atol=1e-12), layer
 
 
-def test_chunking_does_not_change_results():
+@pytest.mark.parametrize("name", ["mnist_net", "car_net"])
+def test_swaps_grouped_by_source_are_exact(name):
+    """Swaps from a few source weights are computed per source (base + one gathered row), in
+    sub-batches when memory is small; every layer, including one whose next stage gives the logits."""
+    net = ternary_net(name, sparsity=90)
+    data = data_for(net, n=6)
+    ev = NeighbourEvaluator(net, data, chunk_elems=20_000)
+    for layer in sparse_layers(net):
+        t = sparse_layers(net)[layer].ternary_values().flatten()
+        nonzero, zero = (t != 0).nonzero().flatten(), (t == 0).nonzero().flatten()
+        src = nonzero[:3].repeat_interleave(15)
+        dst = zero[torch.randperm(len(zero), generator=torch.Generator().manual_seed(0))[:45]]
+        swaps = Swaps(layer, src, dst)
+        acc, logits = ev.evaluate(swaps, return_logits=True, batch_size=45)
+        ref = _reference_logits(net, data, swaps)
+        assert torch.equal(logits.argmax(-1), ref.argmax(-1)), layer
+        assert torch.allclose(logits, ref, rtol=0, atol=1e-12), layer
+
+
+@pytest.mark.parametrize("shared", [False, True])  # random swaps / swaps sharing sources (grouped)
+def test_chunking_does_not_change_results(shared):
     net = ternary_net()
     data = data_for(net, n=50)
-    swaps = sample_neighbours(net, "1.0", 7, seed=0)
-    big = NeighbourEvaluator(net, data).evaluate(swaps, return_logits=True)
-    small = NeighbourEvaluator(net, data, chunk_elems=5000).evaluate(swaps, return_logits=True, batch_size=3)
+    swaps = next(iter_neighbours(net, "1.0", batch_size=64)) if shared else sample_neighbours(net, "1.0", 7, seed=0)
+    big = NeighbourEvaluator(net, data).evaluate(swaps, return_logits=True, batch_size=64)
+    small = NeighbourEvaluator(net, data, chunk_elems=5000).evaluate(swaps, return_logits=True, batch_size=3 + 61 * shared)
     assert torch.equal(big[0], small[0])  # accuracies and predictions: identical
     assert torch.equal(big[1].argmax(-1), small[1].argmax(-1))
     assert torch.allclose(big[1], small[1], rtol=0, atol=1e-12)  # other batch shapes, other rounding
