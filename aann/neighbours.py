@@ -192,9 +192,6 @@ class NeighbourEvaluator:
         if chunk_elems is None:
             chunk_elems = 2**25 if self.device.type == "cuda" else 2**20
         self.chunk_elems = chunk_elems
-        # the contribution table of a hidden layer's swaps is read many times per image: larger
-        # image chunks there cost memory, not speed, and save per-chunk work
-        self.table_elems = chunk_elems * (1 if self.device.type == "cuda" else 8)
         self._pad_cache: dict[int, torch.Tensor] = {}
         self._buffers: dict[str, torch.Tensor] = {}  # see _buffer
         with torch.no_grad():
@@ -306,11 +303,11 @@ class NeighbourEvaluator:
         acc = correct.to(torch.float64) / N
         return acc, (torch.cat(all_logits, 1) if return_logits else None)
 
-    def _image_chunks(self, per_image: int, elems: int | None = None):
+    def _image_chunks(self, per_image: int):
         """Slices of the evaluation set small enough that per_image * rows elements fit in
-        ``elems`` (default chunk_elems, the memory of one batched step)."""
+        chunk_elems (the memory of one batched step)."""
         N = len(self.y)
-        rows = max(1, min(N, (elems or self.chunk_elems) // max(1, per_image)))
+        rows = max(1, min(N, self.chunk_elems // max(1, per_image)))
         return [slice(r0, min(N, r0 + rows)) for r0 in range(0, N, rows)]
 
     def _dz(self, k: int, ch, in_idx, delta, r) -> torch.Tensor:
@@ -403,7 +400,7 @@ class NeighbourEvaluator:
         width = z_next[0].numel()
         widest = max(z[0].numel() for z in self.z[k + 1:])
         channel = self.z[k][0, 0].numel()  # features of one channel of stage k (1 for a linear layer)
-        for r in self._image_chunks((U + S + 1) * (width + 4 * channel), self.table_elems):
+        for r in self._image_chunks((U + S + 1) * (width + 4 * channel)):
             n = r.stop - r.start
             dz = torch.cat([self._dz(k, e_ch, e_in, e_delta, r),
                             self._dz(k, out_ch[joint, 0], in_idx[joint, 0], delta[joint, 0], r)
@@ -428,12 +425,13 @@ class NeighbourEvaluator:
                         forward(b, z)
                     start = stop
             else:
-                table_b = table + zr  # every row as a base
                 base_sorted = base[order]
                 for b0 in range(0, B, sub):
                     b = slice(b0, min(B, b0 + sub))
-                    z = torch.index_select(table_b, 0, base_sorted[b], out=self._buffer("z", (b.stop - b0, *table.shape[1:])))
-                    z += table.index_select(0, other_sorted[b])
+                    shape = (b.stop - b0, *table.shape[1:])
+                    z = torch.index_select(table, 0, base_sorted[b], out=self._buffer("z", shape))
+                    z += torch.index_select(table, 0, other_sorted[b], out=self._buffer("z_other", shape))
+                    z += zr
                     forward(b, z)
             out = torch.empty_like(out_sorted)
             out[order] = out_sorted
