@@ -252,12 +252,16 @@ def _episode(args) -> Episode:
 def evaluate_driver(driver, seeds, max_steps: int = MAX_STEPS, workers: int = 1, record: bool = False,
                     progress: bool = True, desc: str = "episodes") -> list[Episode]:
     """Closed-loop episodes of ``driver`` on every track in ``seeds``, in ``workers`` processes
-    (the driver is copied into each; a net driver's model must be on the CPU then). Episodes are
-    independent and seeded, so the result does not depend on ``workers``."""
+    (the driver is copied into each; a net driver's model must be on the CPU then). ``driver`` may
+    also be a list, one driver per track. Episodes are independent and seeded, so the result does
+    not depend on ``workers``."""
     from tqdm import tqdm
 
     seeds = [int(s) for s in seeds]
-    jobs = [(driver, s, max_steps, record) for s in seeds]
+    drivers = list(driver) if isinstance(driver, (list, tuple)) else [driver] * len(seeds)
+    if len(drivers) != len(seeds):
+        raise ValueError(f"one driver per track: got {len(drivers)} drivers for {len(seeds)} tracks")
+    jobs = [(d, s, max_steps, record) for d, s in zip(drivers, seeds)]
     bar = tqdm(total=len(seeds), desc=desc, unit="episode", disable=not progress, mininterval=5)
     if workers <= 1 or len(seeds) <= 1:
         out = []

@@ -45,10 +45,12 @@ EXPECTED = {
     },
     "car_racing": {
         "keys": ["imitation/90/test_acc_mean", "imitation/0/test_acc_mean", "random80_sense/test_acc",
-                 "random80_sense/initial_test_acc", "majority/test_acc", "neighbours/fc/frac_better"],
+                 "random80_sense/initial_test_acc", "majority/test_acc", "neighbours/fc/frac_better", "dagger/test_acc"],
         "values": ["expert/mean_return", "expert3/mean_return", "ternary90/mean_return",
-                   "random_policy/mean_return", "sense_driver/mean_return"],
-        "counts": {"drive/n_tracks": 4, "random80_sense/evaluations": 30 * 30, "data/train_tracks": 8},
+                   "random_policy/mean_return", "sense_driver/mean_return", "dagger/mean_return",
+                   "dagger/val_return_start", "dagger/val_return_best"],
+        "counts": {"drive/n_tracks": 4, "random80_sense/evaluations": 30 * 30, "data/train_tracks": 8,
+                   "dagger/rounds": 2},
         # the expert's goal is CarRacing's "solved" (900); the imitating net must beat always-gas
         "at_least": {"expert/mean_return": 900.0, "imitation/90/test_acc_mean": 0.7},
         "above": {"imitation/90/test_acc_mean": "majority/test_acc",

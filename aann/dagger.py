@@ -1,0 +1,154 @@
+r"""DAgger (Ross, Gordon & Bagnell, 2011) for the car net: let the network drive, have the expert
+label the frames it actually sees, add them to the data, train again.
+
+Behaviour cloning trains on the expert's own states only. A net that errs drifts into states the
+expert never visits (half off the road, at an angle) and has no data there: its errors compound.
+DAgger closes that gap. In round $i$ the driver executes the expert's class with probability
+$\beta_i = \beta^i$ and the network's otherwise; every visited frame is labelled with the
+expert's class; the network is trained further on the union of all labelled frames so far. The
+network of each round drives the validation tracks, and the best of them by mean validation
+return is the result (selection on validation tracks, never on the evaluation tracks).
+
+The network stays what p-SIREN made: training keeps its mask and its ternary weights
+(``aann.psiren.fine_tune``). Each round's frames and network are cached under a hash of the
+starting network, the data, the configuration and the round, so a rerun replays nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from . import cache
+from .car_racing import CLASS_ACTIONS, MAX_STEPS, ExpertDriver, NetDriver, evaluate_driver, to_gray
+from .data import Split
+from .psiren import fine_tune
+from .training import accuracy
+
+DAGGER_SEED_BASE = 50_000  # tracks the network drives to collect data: their own range (see demonstrations)
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    rounds: int = 4
+    tracks_per_round: int = 4  # new tracks driven (and labelled) per round
+    steps: int = 1000  # frames per collected track
+    beta: float = 0.5  # round i executes the expert's class with probability beta ** i
+    epochs: int = 3  # training epochs per round, on all frames so far
+    lr: float = 3e-4
+    batch_size: int = 128
+
+    def __post_init__(self):
+        if self.rounds < 1 or self.tracks_per_round < 1 or self.epochs < 1:
+            raise ValueError(f"rounds, tracks_per_round and epochs must be >= 1, got {self.rounds}, "
+                             f"{self.tracks_per_round}, {self.epochs}")
+        if not 0 <= self.beta < 1:
+            raise ValueError(f"beta must be in [0, 1), got {self.beta}")
+        if not 1 <= self.steps <= 1000:
+            raise ValueError(f"steps must be in [1, 1000], got {self.steps}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+class MixedDriver:
+    """Executes the expert's class with probability ``beta`` and the network's otherwise; labels
+    every frame with the expert's class. ``seed`` seeds the coin (the same at every reset)."""
+
+    def __init__(self, model: nn.Module, beta: float, seed=0):
+        self.net, self.beta, self.seed = NetDriver(model), beta, seed
+
+    def reset(self, env):
+        self.expert = ExpertDriver(classes=True)
+        self.expert.reset(env)
+        self.rng = np.random.default_rng(self.seed)
+
+    def label(self, obs) -> int:
+        return self.expert.label(obs)
+
+    def act(self, obs) -> np.ndarray:
+        if self.beta and self.rng.random() < self.beta:
+            return CLASS_ACTIONS[self.label(obs)]
+        return self.net.act(obs)
+
+
+def collect(model: nn.Module, seeds, beta: float, steps: int, seed: int = 0, workers: int = 1,
+            progress: bool = True) -> Split:
+    """Frames the mixed driver visits on the tracks ``seeds``, each labelled with the expert's
+    class, as a Split (N x 1 x 96 x 96 in [0, 1]). The model must be on the CPU (it is copied into
+    each worker process)."""
+    drivers = [MixedDriver(model, beta, seed=[seed, int(s)]) for s in seeds]
+    episodes = evaluate_driver(drivers, seeds, max_steps=steps, workers=workers, record=True, progress=progress,
+                               desc=f"DAgger collection (beta {beta:.3g})")
+    x = np.concatenate([np.stack([to_gray(f) for f in e.frames]) for e in episodes])
+    y = np.concatenate([e.labels for e in episodes]).astype(np.int64)
+    return Split(torch.from_numpy(x).unsqueeze(1).float().div_(255.0), torch.from_numpy(y))
+
+
+def _state_fingerprint(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class DaggerResult:
+    model: nn.Module  # the selected round's network
+    best_round: int  # 0: the starting network was best
+    history: dict  # per round 0..R: val_return, val_acc (validation frames), frames (training set size)
+    networks: list  # every round's network (round 0 first), on the CPU
+
+
+def dagger(model: nn.Module, train: Split, val: Split, val_seeds, config: DaggerConfig = DaggerConfig(),
+           seed: int = 0, device=None, workers: int = 1, use_cache: bool = True, progress: bool = True,
+           val_steps: int = MAX_STEPS) -> DaggerResult:
+    """Run DAgger from ``model`` (a p-SIREN car net) and the expert's demonstrations ``train``.
+    ``val`` (frames) and ``val_seeds`` (tracks, driven for ``val_steps`` frames) only measure; the
+    round is chosen on the mean return over ``val_seeds`` (the earliest of equals)."""
+    if not val_seeds:
+        raise ValueError("dagger needs at least one validation track to choose a round on")
+    device = device or train.x.device
+    base_key = {"algorithm": "dagger", **asdict(config), "seed": seed, "start": _state_fingerprint(model),
+                "train": train.fingerprint()}
+    net = copy.deepcopy(model).cpu()
+    networks = [copy.deepcopy(net)]
+    data_x, data_y = [train.x.cpu()], [train.y.cpu()]
+    for r in range(1, config.rounds + 1):
+        key = {**base_key, "round": r}
+        hit = cache.load(key) if use_cache else None
+        if hit is not None:
+            state, _ = hit
+            frames = Split(state.pop("_frames").float().div_(255.0), state.pop("_labels"))
+        else:
+            seeds = [DAGGER_SEED_BASE + (r - 1) * config.tracks_per_round + j for j in range(config.tracks_per_round)]
+            frames = collect(net, seeds, config.beta ** r, config.steps, seed=seed + r, workers=workers,
+                             progress=progress)
+        data_x.append(frames.x)
+        data_y.append(frames.y)
+        if hit is not None:
+            net.load_state_dict(state)
+        else:
+            aggregate = Split(torch.cat(data_x), torch.cat(data_y)).to(device)
+            net.to(device)
+            fine_tune(net, aggregate, config.epochs, config.lr, config.batch_size, cosine=True, seed=seed,
+                      tags=("dagger", r))
+            net.cpu()
+            if use_cache:
+                stored = {**net.state_dict(), "_frames": frames.x.mul(255.0).round().to(torch.uint8), "_labels": frames.y}
+                cache.save(key, stored, {"frames": len(frames)})
+        networks.append(copy.deepcopy(net))
+    history = {"round": list(range(config.rounds + 1)), "val_return": [], "val_acc": [],
+               "frames": [sum(len(y) for y in data_y[: r + 1]) for r in range(config.rounds + 1)]}
+    for r, n in enumerate(networks):
+        eps = evaluate_driver(NetDriver(n), val_seeds, max_steps=val_steps, workers=workers, progress=progress,
+                              desc=f"DAgger round {r}, validation tracks")
+        history["val_return"].append(float(np.mean([e.total_return for e in eps])))
+        history["val_acc"].append(accuracy(n.to(device), val))
+        n.cpu()
+    best = int(np.argmax(history["val_return"]))
+    return DaggerResult(networks[best], best, history, networks)
