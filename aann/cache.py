@@ -55,6 +55,16 @@ def save(config: dict, state_dict: dict, meta: dict | None = None) -> Path:
     return path
 
 
+def state_fingerprint(model: torch.nn.Module) -> str:
+    """An exact content hash of a model's state dict (every name and every byte), for keying work
+    that starts from a trained network."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def tensor_fingerprint(tensor) -> str:
     """A cheap content hash of a tensor (shape and a strided sample of at most ~100,000 entries),
     for keying models trained on derived data such as hidden activations."""

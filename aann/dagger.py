@@ -11,13 +11,13 @@ return is the result (selection on validation tracks, never on the evaluation tr
 
 The network stays what p-SIREN made: training keeps its mask and its ternary weights
 (``aann.psiren.fine_tune``). Each round's frames and network are cached under a hash of the
-starting network, the data, the configuration and the round, so a rerun replays nothing.
+starting network, the data, the configuration and the round, and each network's validation
+return under its fingerprint, so a rerun replays nothing.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -26,6 +26,7 @@ from torch import nn
 from . import cache
 from .car_racing import CLASS_ACTIONS, MAX_STEPS, ExpertDriver, NetDriver, evaluate_driver, to_gray
 from .data import Split
+from .demonstrations import frames_split
 from .psiren import fine_tune
 from .training import accuracy
 
@@ -83,17 +84,25 @@ def collect(model: nn.Module, seeds, beta: float, steps: int, seed: int = 0, wor
     drivers = [MixedDriver(model, beta, seed=[seed, int(s)]) for s in seeds]
     episodes = evaluate_driver(drivers, seeds, max_steps=steps, workers=workers, record=True, progress=progress,
                                desc=f"DAgger collection (beta {beta:.3g})")
-    x = np.concatenate([np.stack([to_gray(f) for f in e.frames]) for e in episodes])
-    y = np.concatenate([e.labels for e in episodes]).astype(np.int64)
-    return Split(torch.from_numpy(x).unsqueeze(1).float().div_(255.0), torch.from_numpy(y))
+    return frames_split(np.concatenate([np.stack([to_gray(f) for f in e.frames]) for e in episodes]),
+                        np.concatenate([e.labels for e in episodes]).astype(np.int64))
 
 
-def _state_fingerprint(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+def validation_return(model: nn.Module, seeds, steps: int = MAX_STEPS, workers: int = 1, use_cache: bool = True,
+                      progress: bool = True, desc: str = "validation tracks") -> float:
+    """Mean return of ``model`` driving the tracks ``seeds`` for ``steps`` frames each, cached
+    under the network's exact fingerprint (episodes are deterministic), so a rerun drives nothing."""
+    key = {"algorithm": "drive", "network": cache.state_fingerprint(model), "seeds": [int(s) for s in seeds],
+           "steps": steps}
+    hit = cache.load(key) if use_cache else None
+    if hit is not None:
+        return hit[1]["mean_return"]
+    episodes = evaluate_driver(NetDriver(model.cpu()), seeds, max_steps=steps, workers=workers, progress=progress,
+                               desc=desc)
+    mean = float(np.mean([e.total_return for e in episodes]))
+    if use_cache:
+        cache.save(key, {}, {"mean_return": mean})
+    return mean
 
 
 @dataclass
@@ -113,41 +122,37 @@ def dagger(model: nn.Module, train: Split, val: Split, val_seeds, config: Dagger
     if not val_seeds:
         raise ValueError("dagger needs at least one validation track to choose a round on")
     device = device or train.x.device
-    base_key = {"algorithm": "dagger", **asdict(config), "seed": seed, "start": _state_fingerprint(model),
-                "train": train.fingerprint()}
+    # format 2: collected frames stored as N x 96 x 96 uint8
+    base_key = {"algorithm": "dagger", "format": 2, **asdict(config), "seed": seed,
+                "start": cache.state_fingerprint(model), "train": train.fingerprint()}
     net = copy.deepcopy(model).cpu()
     networks = [copy.deepcopy(net)]
-    data_x, data_y = [train.x.cpu()], [train.y.cpu()]
+    sets = [train.to("cpu")]  # every labelled frame so far: the expert's demonstrations, then each round's
     for r in range(1, config.rounds + 1):
         key = {**base_key, "round": r}
         hit = cache.load(key) if use_cache else None
         if hit is not None:
             state, _ = hit
-            frames = Split(state.pop("_frames").float().div_(255.0), state.pop("_labels"))
-        else:
-            seeds = [DAGGER_SEED_BASE + (r - 1) * config.tracks_per_round + j for j in range(config.tracks_per_round)]
-            frames = collect(net, seeds, config.beta ** r, config.steps, seed=seed + r, workers=workers,
-                             progress=progress)
-        data_x.append(frames.x)
-        data_y.append(frames.y)
-        if hit is not None:
+            sets.append(frames_split(state.pop("_frames"), state.pop("_labels")))
             net.load_state_dict(state)
         else:
-            aggregate = Split(torch.cat(data_x), torch.cat(data_y)).to(device)
+            seeds = [DAGGER_SEED_BASE + (r - 1) * config.tracks_per_round + j for j in range(config.tracks_per_round)]
+            sets.append(collect(net, seeds, config.beta ** r, config.steps, seed=seed + r, workers=workers,
+                                progress=progress))
+            aggregate = Split(torch.cat([d.x for d in sets]), torch.cat([d.y for d in sets])).to(device)
             net.to(device)
             fine_tune(net, aggregate, config.epochs, config.lr, config.batch_size, cosine=True, seed=seed,
                       tags=("dagger", r))
             net.cpu()
             if use_cache:
-                stored = {**net.state_dict(), "_frames": frames.x.mul(255.0).round().to(torch.uint8), "_labels": frames.y}
-                cache.save(key, stored, {"frames": len(frames)})
+                frames = sets[-1].x.squeeze(1).mul(255.0).round().to(torch.uint8)
+                cache.save(key, {**net.state_dict(), "_frames": frames, "_labels": sets[-1].y}, {"frames": len(frames)})
         networks.append(copy.deepcopy(net))
     history = {"round": list(range(config.rounds + 1)), "val_return": [], "val_acc": [],
-               "frames": [sum(len(y) for y in data_y[: r + 1]) for r in range(config.rounds + 1)]}
+               "frames": np.cumsum([len(d) for d in sets]).tolist()}
     for r, n in enumerate(networks):
-        eps = evaluate_driver(NetDriver(n), val_seeds, max_steps=val_steps, workers=workers, progress=progress,
-                              desc=f"DAgger round {r}, validation tracks")
-        history["val_return"].append(float(np.mean([e.total_return for e in eps])))
+        history["val_return"].append(validation_return(n, val_seeds, val_steps, workers, use_cache, progress,
+                                                       desc=f"DAgger round {r}, validation tracks"))
         history["val_acc"].append(accuracy(n.to(device), val))
         n.cpu()
     best = int(np.argmax(history["val_return"]))

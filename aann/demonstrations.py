@@ -119,8 +119,6 @@ def generate(seeds, config: DemoConfig = DemoConfig(), workers: int | None = Non
 def load_tracks(seeds, config: DemoConfig = DemoConfig()) -> tuple[Split, dict]:
     """Frames and labels of ``seeds`` (already generated) as one ``Split`` (N x 1 x 96 x 96 in [0, 1]),
     and the manifest entries. A missing or corrupted file raises with its path."""
-    import torch
-
     folder = config.folder()
     manifest = _read_manifest(folder)
     xs, ys, info = [], [], {}
@@ -141,9 +139,19 @@ def load_tracks(seeds, config: DemoConfig = DemoConfig()) -> tuple[Split, dict]:
         xs.append(frames)
         ys.append(labels)
         info[int(s)] = entry
-    x = torch.from_numpy(np.concatenate(xs)).unsqueeze(1).float().div_(255.0)
-    y = torch.from_numpy(np.concatenate(ys).astype(np.int64))
-    return Split(x, y), info
+    return frames_split(np.concatenate(xs), np.concatenate(ys)), info
+
+
+def frames_split(frames, labels) -> Split:
+    """Grayscale uint8 frames (N x 96 x 96, numpy or torch) and their classes as the car net's
+    ``Split``: N x 1 x 96 x 96 floats in [0, 1], int64 labels."""
+    import torch
+
+    x, y = torch.as_tensor(frames), torch.as_tensor(labels)
+    if x.dtype != torch.uint8 or x.dim() != 3 or len(x) != len(y):
+        raise ValueError(f"frames must be uint8 N x H x W with one label each, got {x.dtype} {tuple(x.shape)} "
+                         f"for {len(y)} labels")
+    return Split(x.unsqueeze(1).float().div_(255.0), y.long())
 
 
 def load_demonstrations(n_tracks: dict, config: DemoConfig = DemoConfig(), device="cpu", workers=None,

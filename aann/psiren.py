@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ from .models import get_model
 from .pruning import SCOPES, check_sparsity, gradual_schedule, prune_to
 from .runtime import seed_everything
 from .ternary import ternarize
-from .training import accuracy, train_epoch
+from .training import accuracy, random_shift, train_epoch
 
 
 @dataclass
@@ -49,8 +50,11 @@ class PSirenConfig:
     cosine: bool = True  # steps 3 and 4: learning rate decays to 0 along a cosine, per batch
     batch_size: int = 128
     scope: str = "global"  # "global": p % of all weights, one ranking (the paper's definition); "layer": p % of each
+    shift: int = 0  # augmentation: each training image translated by up to `shift` pixels (0: none)
 
     def __post_init__(self):
+        if self.shift < 0:
+            raise ValueError(f"shift must be a non-negative number of pixels, got {self.shift}")
         for name in ("n1", "n2", "n3", "n4"):
             if getattr(self, name) < 0 or (name == "n2" and self.n2 < 1):
                 raise ValueError(f"{name} must be a non-negative number of epochs (n2 >= 1), got {getattr(self, name)}")
@@ -67,16 +71,16 @@ class PSirenResult:
 
 
 def fine_tune(model: nn.Module, train: Split, epochs: int, lr: float, batch_size: int = 128,
-              cosine: bool = True, seed: int = 0, tags: tuple = (), after_epoch=None) -> None:
+              cosine: bool = True, seed: int = 0, tags: tuple = (), after_epoch=None, augment=None) -> None:
     """Train ``model`` with its masks fixed (sparsity kept; ternary layers stay ternary): Adam, the
     learning rate cosine-annealed to 0 over the ``epochs`` when ``cosine``. p-SIREN's steps 3 and
     4, and the backprop baseline of the SENSE chapter. ``after_epoch(e, model)`` is called after
-    each epoch."""
+    each epoch; ``augment(x, generator)`` transforms each batch (see ``train_epoch``)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(train) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine and steps else None
     for e in range(epochs):
-        train_epoch(model, train, opt, batch_size, _epoch_seed(seed, *tags, e), sched)
+        train_epoch(model, train, opt, batch_size, _epoch_seed(seed, *tags, e), sched, augment=augment)
         if after_epoch is not None:
             after_epoch(e, model)
 
@@ -108,7 +112,8 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
     rate = rate_levels[-1] / config.n2
     base_key = {
         "algorithm": "p_siren",
-        **{k: v for k, v in asdict(config).items() if k != "n2"},
+        # shift came later: left out at its default, so that the entries cached before stay valid
+        **{k: v for k, v in asdict(config).items() if k != "n2" and not (k == "shift" and v == 0)},
         "prune_rate": round(rate, 9),
         "seed": seed,
         "train": train.fingerprint(),
@@ -145,14 +150,16 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
         hist["val_acc"].append(accuracy(model, val))
         bar.update(1)
 
+    augment = None if config.shift == 0 else partial(random_shift, shift=config.shift)
+
     def fork(trunk: nn.Module, p: float) -> None:
         model = copy.deepcopy(trunk)
         hist = copy.deepcopy(history)
         fine_tune(model, train, config.n3, config.lr, config.batch_size, config.cosine, seed, ("step3", p),
-                  after_epoch=lambda e, m: log(hist, 3, m, p))  # step 3: fixed mask
+                  after_epoch=lambda e, m: log(hist, 3, m, p), augment=augment)  # step 3: fixed mask
         ternarize(model)  # step 4
         fine_tune(model, train, config.n4, config.lr_ternary, config.batch_size, config.cosine, seed, ("step4", p),
-                  after_epoch=lambda e, m: log(hist, 4, m, p))
+                  after_epoch=lambda e, m: log(hist, 4, m, p), augment=augment)
         val_acc = accuracy(model, val)
         if use_cache:
             cache.save(key(p), model.state_dict(), {"val_acc": val_acc, "history": hist})
@@ -161,13 +168,13 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
     trunk = build()
     opt = torch.optim.Adam(trunk.parameters(), lr=config.lr)
     for e in range(config.n1):  # step 1: dense
-        train_epoch(trunk, train, opt, config.batch_size, _epoch_seed(seed, "step1", e))
+        train_epoch(trunk, train, opt, config.batch_size, _epoch_seed(seed, "step1", e), augment=augment)
         log(history, 1, trunk, 0.0)
     if 0.0 in todo:
         fork(trunk, 0.0)
     sparsity = 0.0
     for k, stops in enumerate(schedule[:last_epoch], 1):  # step 2: gradual pruning
-        train_epoch(trunk, train, opt, config.batch_size, _epoch_seed(seed, "step2", k))
+        train_epoch(trunk, train, opt, config.batch_size, _epoch_seed(seed, "step2", k), augment=augment)
         log(history, 2, trunk, sparsity)  # the epoch trained at the previous epoch's sparsity
         for p in stops:  # then the end-of-epoch mask, forking each requested level passed
             prune_to(trunk, p, scope=config.scope)

@@ -36,6 +36,7 @@ import hashlib
 import math
 import os
 import random
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .cache import state_fingerprint
 from .data import Split
 from .models import get_model
 from .neighbours import (NeighbourEvaluator, apply_swap, iter_neighbours, neighbourhood_size,
@@ -164,14 +166,6 @@ def temperature(config: SenseConfig, step: int) -> float:
     return t0 * (t1 / t0) ** (step / max(1, config.steps - 1))
 
 
-def _fingerprint(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _save(path: Path, result: SenseResult, fingerprint: str) -> None:
     state = {k: getattr(result, k) for k in ("path", "member_val", "history", "neighbourhoods", "step", "block", "in_block")}
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -196,7 +190,7 @@ def checkpoint_path(name: str, model: nn.Module, select: Split, config: SenseCon
     """A checkpoint file in the model cache, named for the search and keyed by its start, its
     selection split and its configuration: a rerun resumes (or finds the search done), a changed
     search starts afresh in another file."""
-    key = hashlib.sha256(repr((_fingerprint(model), select.fingerprint(), asdict(config))).encode()).hexdigest()[:12]
+    key = hashlib.sha256(repr((state_fingerprint(model), select.fingerprint(), asdict(config))).encode()).hexdigest()[:12]
     folder = cache_dir() / "sense"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{name}-{key}.pt"
@@ -204,17 +198,20 @@ def checkpoint_path(name: str, model: nn.Module, select: Split, config: SenseCon
 
 def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | None = None,
           checkpoint: str | Path | None = None, record: bool = False, stop_after: int | None = None,
-          progress: bool = True) -> SenseResult:
+          progress: bool = True, checkpoint_every: float = 30.0) -> SenseResult:
     """Run (or resume, from ``checkpoint``) a SENSE search from ``model`` (left unchanged).
 
     ``select``: the split that chooses among neighbours (validation); ``report``: a split whose
     accuracy is only recorded (test). ``record`` keeps every neighbourhood's accuracies (for the
     figures). ``stop_after``: do at most this many steps in this call (the state stays resumable).
+    The checkpoint is written at most every ``checkpoint_every`` seconds and when the call ends: a
+    killed search loses at most that much work, and resumes on the same trajectory (every draw is
+    seeded by the step).
     """
     layers = _check(config, model)
     initial = copy.deepcopy(model)
     result = SenseResult(config, initial)
-    fingerprint = _fingerprint(initial) + select.fingerprint()  # a checkpoint is for one start, one split
+    fingerprint = state_fingerprint(initial) + select.fingerprint()  # a checkpoint is for one start, one split
     path = Path(checkpoint) if checkpoint is not None else None
     state = _load(path, config, fingerprint) if path is not None else None
     net = copy.deepcopy(initial)
@@ -235,6 +232,7 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
     reporter = NeighbourEvaluator(net, report) if report is not None else None
     test_acc = reporter.base_accuracy if reporter is not None else None
     end = config.steps if stop_after is None else min(config.steps, result.step + stop_after)
+    saved_at = time.monotonic()
     bar = tqdm(total=config.steps, initial=result.step, desc=f"SENSE {config.schedule}", unit="step",
                disable=not progress, mininterval=5)
     while result.step < end:
@@ -272,8 +270,10 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
         if record:
             result.neighbourhoods.append(accs)
         result.step += 1
-        if path is not None:
+        # saving costs more as the history grows (tens of ms after thousands of steps): not every step
+        if path is not None and (result.step == end or time.monotonic() - saved_at >= checkpoint_every):
             _save(path, result, fingerprint)
+            saved_at = time.monotonic()
         bar.update(1)
         bar.set_postfix(val=f"{current:.4f}", best=f"{best_so_far:.4f}", refresh=False)
     bar.close()

@@ -86,17 +86,27 @@ def accuracy(model: nn.Module, data: Split, batch_size: int = 2000) -> float:
     return correct / len(data)
 
 
-def flip_and_shift(x: torch.Tensor, gen: torch.Generator, shift: int = 4) -> torch.Tensor:
-    """The standard CIFAR augmentation, per image: a horizontal flip with probability 1/2 and a
-    translation by up to ``shift`` pixels each way (zero padding), drawn from ``gen``."""
+def random_shift(x: torch.Tensor, gen: torch.Generator, shift: int) -> torch.Tensor:
+    """Translate each image by up to ``shift`` pixels each way (uniform, zero padding), drawn
+    from ``gen``: the usual MNIST augmentation; ``shift=0`` returns ``x``."""
+    if shift < 0:
+        raise ValueError(f"shift must be a non-negative number of pixels, got {shift}")
+    if shift == 0:
+        return x
     n, _, h, w = x.shape
-    flip = torch.rand(n, generator=gen) < 0.5
     dy, dx = (torch.randint(0, 2 * shift + 1, (2, n), generator=gen))
-    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
     padded = F.pad(x, (shift,) * 4)
     rows = (dy[:, None] + torch.arange(h))[:, :, None].to(x.device)  # (n, h, 1)
     cols = (dx[:, None] + torch.arange(w))[:, None, :].to(x.device)  # (n, 1, w)
     return padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+
+
+def flip_and_shift(x: torch.Tensor, gen: torch.Generator, shift: int = 4) -> torch.Tensor:
+    """The standard CIFAR augmentation, per image: a horizontal flip with probability 1/2 and a
+    translation by up to ``shift`` pixels each way (zero padding), drawn from ``gen``."""
+    flip = torch.rand(len(x), generator=gen) < 0.5
+    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+    return random_shift(x, gen, shift)
 
 
 def input_noise(max_sigma: float) -> Callable:

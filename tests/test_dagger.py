@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from aann import car_racing as cr
+from aann import dagger as dagger_module
 from aann.dagger import DaggerConfig, MixedDriver, collect, dagger
 from aann.data import Split
+from aann.demonstrations import frames_split
 from aann.models import get_model
 from aann.pruning import prune_to
 from aann.ternary import ternarize
@@ -68,10 +70,24 @@ def test_dagger_rounds_are_cached_and_the_round_is_chosen_on_validation(tmp_path
         if hasattr(a, "ternary_values"):
             assert torch.equal(a.ternary_values() != 0, b.ternary_values() != 0)
     assert not torch.equal(first.networks[0].fc.weight, first.networks[-1].fc.weight)
-    again = dagger(net, train, val, [20_000], cfg, progress=False, val_steps=30)  # from the cache
+    def no_driving(*args, **kwargs):
+        raise AssertionError("a rerun from the cache must not drive")
+
+    monkeypatch.setattr(dagger_module, "evaluate_driver", no_driving)
+    again = dagger(net, train, val, [20_000], cfg, progress=False, val_steps=30)  # rounds and returns cached
     for a, b in zip(first.networks, again.networks):
         for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
             assert ka == kb and torch.equal(va, vb)
     assert again.history == first.history
     with pytest.raises(ValueError, match="validation track"):
         dagger(net, train, val, [], cfg, progress=False)
+
+
+def test_frames_split_scales_uint8_frames_and_refuses_other_input():
+    frames = np.full((3, 96, 96), 255, dtype=np.uint8)
+    split = frames_split(frames, [0, 1, 2])
+    assert split.x.shape == (3, 1, 96, 96) and float(split.x.max()) == 1.0 and split.y.dtype == torch.int64
+    with pytest.raises(ValueError, match="uint8 N x H x W"):
+        frames_split(frames.astype(np.float32), [0, 1, 2])
+    with pytest.raises(ValueError, match="one label each"):
+        frames_split(frames, [0, 1])

@@ -1,10 +1,12 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from aann import cache
 from aann.psiren import PSirenConfig, p_siren
 from aann.ternary import check_sparse_ternary
-from aann.training import accuracy
+from aann.training import accuracy, random_shift
 
 CFG = PSirenConfig(n1=2, n2=4, n3=1, n4=2, batch_size=64)
 
@@ -58,6 +60,8 @@ def test_config_validation():
         PSirenConfig(n2=0)
     with pytest.raises(ValueError, match="scope"):
         PSirenConfig(scope="row")
+    with pytest.raises(ValueError, match="shift"):
+        PSirenConfig(shift=-1)
     with pytest.raises(ValueError, match=r"\[0, 100\)"):
         p_siren({"train": None, "val": None}, [100])
 
@@ -69,3 +73,19 @@ def test_cache_key_is_order_free_and_roundtrips():
     cache.save(a, {"w": torch.arange(3)}, {"note": "hi"})
     state, meta = cache.load(a)
     assert torch.equal(state["w"], torch.arange(3)) and meta == {"note": "hi"}
+
+
+def test_shift_augmentation_moves_each_image_within_its_range(tiny_mnist_like):
+    x = torch.zeros(200, 1, 28, 28)
+    x[:, 0, 14, 14] = 1.0
+    moved = random_shift(x, torch.Generator().manual_seed(0), shift=2)
+    rows, cols = (moved[:, 0] == 1).nonzero()[:, 1:].T
+    assert moved.shape == x.shape and float(moved.sum()) == 200  # one pixel each, never cut off
+    assert set(rows.tolist()) == set(range(12, 17)) and set(cols.tolist()) == set(range(12, 17))
+    assert torch.equal(random_shift(x, torch.Generator(), 0), x)
+    # p-SIREN with augmentation trains another network
+    plain = p_siren(tiny_mnist_like, [50], seed=0, config=CFG, use_cache=False, progress=False)[50.0]
+    shifted = p_siren(tiny_mnist_like, [50], seed=0, config=replace(CFG, shift=1), use_cache=False,
+                      progress=False)[50.0]
+    check_sparse_ternary(shifted.model, 50)
+    assert not _same(plain.model, shifted.model)

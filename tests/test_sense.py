@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from aann import sense as sense_module
 from aann.neighbours import NeighbourEvaluator, apply_swap
 from aann.sense import (SenseConfig, best_members, ensemble_accuracy, random_sparse_ternary, sense,
                         temperature)
@@ -31,13 +32,30 @@ def test_climb_never_goes_down_keeps_the_family_and_leaves_the_input_alone(start
     assert len(res.member_val) == len(res.path) + 1 == sum(res.history["moved"]) + 1
 
 
-def test_resumed_search_follows_the_same_trajectory(start, tiny_mnist_like, tmp_path):
+def test_resumed_search_follows_the_same_trajectory(start, tiny_mnist_like, tmp_path, monkeypatch):
     cfg = _cfg(temperature=(0.01, 0.001))
     straight = sense(start, tiny_mnist_like["val"], cfg, progress=False)
     ck = tmp_path / "search.pt"
     first = sense(start, tiny_mnist_like["val"], cfg, checkpoint=ck, stop_after=2, progress=False)
     assert first.step == 2
     resumed = sense(start, tiny_mnist_like["val"], cfg, checkpoint=ck, progress=False)
+    assert resumed.path == straight.path and resumed.history == straight.history
+    # killed mid-search (not at a stop_after boundary): resumes from the last checkpoint written
+    killed = tmp_path / "killed.pt"
+    real, calls = sense_module._best_neighbour, []
+
+    def dies_at_the_fifth_step(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sense_module, "_best_neighbour", dies_at_the_fifth_step)
+    with pytest.raises(KeyboardInterrupt):
+        sense(start, tiny_mnist_like["val"], cfg, checkpoint=killed, progress=False, checkpoint_every=0)
+    monkeypatch.setattr(sense_module, "_best_neighbour", real)
+    assert sense(start, tiny_mnist_like["val"], cfg, checkpoint=killed, stop_after=0, progress=False).step == 4
+    resumed = sense(start, tiny_mnist_like["val"], cfg, checkpoint=killed, progress=False)
     assert resumed.path == straight.path and resumed.history == straight.history
     # a checkpoint of another search is refused, with the reason
     with pytest.raises(ValueError, match="another search"):
