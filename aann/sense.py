@@ -22,8 +22,8 @@ seen is kept apart from the current one.
 
 Every random choice is drawn from a generator seeded by ``(seed, what, index)``, never from a
 running stream, and the search state (the accepted swaps, the counters, the history) is written to
-``checkpoint`` after every step: a search stopped anywhere and resumed follows the same trajectory
-as one run straight through.
+``checkpoint`` every ``checkpoint_every`` seconds and when a call ends: a search stopped anywhere
+and resumed follows the same trajectory as one run straight through.
 
 The paper's Algorithm 2 selects on *test* accuracy. Here the selection split is held out from
 training (validation) and the test split is only reported.
@@ -215,21 +215,27 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
     path = Path(checkpoint) if checkpoint is not None else None
     state = _load(path, config, fingerprint) if path is not None else None
     net = copy.deepcopy(initial)
+    evaluator = NeighbourEvaluator(net, select)
+    # the report split gets an evaluator too: after a move only the moved layer's channels and
+    # what follows are recomputed, and both accuracies are counted the same way (float64, exact)
+    reporter = NeighbourEvaluator(net, report) if report is not None else None
     if state is not None:
         for key, value in state.items():
             setattr(result, key, value)
+        # replayed through the evaluators, move by move: their caches then hold bit for bit what
+        # a search run straight through holds (a fresh evaluator of the last member agrees only
+        # to rounding), so a resumed search follows the same trajectory
         for layer, src, dst in result.path:
             apply_swap(net, layer, src, dst)
-    evaluator = NeighbourEvaluator(net, select)
+        for ev in (evaluator, reporter):
+            if ev is not None:
+                ev.follow(result.path)
     current = evaluator.base_accuracy
     if not result.member_val:
         result.member_val = [current]
         result.history = {k: [] for k in ("layer", "moved", "best_neighbour", "val_acc", "test_acc",
                                           "evaluations", "temperature")}
     best_so_far = max(result.member_val)
-    # the report split gets an evaluator too: after a move in an upper layer only that layer on
-    # is recomputed, and both accuracies are counted the same way (float64, exact)
-    reporter = NeighbourEvaluator(net, report) if report is not None else None
     test_acc = reporter.base_accuracy if reporter is not None else None
     end = config.steps if stop_after is None else min(config.steps, result.step + stop_after)
     saved_at = time.monotonic()

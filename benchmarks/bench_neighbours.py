@@ -4,8 +4,12 @@ full forward pass, per neighbour), measured in the same run.
 
     python benchmarks/bench_neighbours.py [--seconds 5] [--device cuda]
 
+Also the cost of a *move* (``NeighbourEvaluator.apply_swap``, what SENSE does after accepting a
+neighbour: the caches updated from the swapped channels on) against building a fresh evaluator of
+the moved network (what the cache update replaces).
+
 Writes _build/results/bench_neighbours.json (keys <layer>/fast_per_s, <layer>/naive_per_s,
-<layer>/speedup for 1.0, 2.0, fc, and n_eval_images). The network is a 90 %-sparse ternary MNIST
+<layer>/speedup, <layer>/move_s, <layer>/rebuild_s for 1.0, 2.0, fc, and n_eval_images). The network is a 90 %-sparse ternary MNIST
 net (random weights, every layer 90 % sparse): the cost of either path does not depend on the
 weights' values, only on the shapes and the sparsity.
 """
@@ -87,11 +91,24 @@ def main(argv=None) -> None:
 
         naive()
         n_naive, t_naive = timed(naive, args.seconds)
+        # a move and its reverse (the swapped pair trades back), so the network stays the same
+        src, dst = int(pool.src[0]), int(pool.dst[0])
+
+        def move():
+            evaluator.apply_swap(layer, src, dst)
+            evaluator.apply_swap(layer, dst, src)
+            return 2
+
+        n_move, t_move = timed(move, args.seconds)
+        n_build, t_build = timed(lambda: NeighbourEvaluator(net, test) and 1, args.seconds)
+        metrics[f"{layer}/move_s"] = t_move / n_move
+        metrics[f"{layer}/rebuild_s"] = t_build / n_build
         metrics[f"{layer}/fast_per_s"] = n_fast / t_fast
         metrics[f"{layer}/naive_per_s"] = n_naive / t_naive
         metrics[f"{layer}/speedup"] = metrics[f"{layer}/fast_per_s"] / metrics[f"{layer}/naive_per_s"]
         print(f"layer {layer}: fast {metrics[f'{layer}/fast_per_s']:.1f}/s, naive {metrics[f'{layer}/naive_per_s']:.2f}/s, "
-              f"speedup {metrics[f'{layer}/speedup']:.0f}x", flush=True)
+              f"speedup {metrics[f'{layer}/speedup']:.0f}x; a move {metrics[f'{layer}/move_s']:.3f} s, "
+              f"a fresh evaluator {metrics[f'{layer}/rebuild_s']:.3f} s", flush=True)
     path = write_results("bench_neighbours", metrics, profile="bench", device=device)
     print(f"wrote {path}")
 

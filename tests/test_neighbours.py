@@ -226,3 +226,36 @@ def test_scan_of_a_whole_neighbourhood_matches_evaluating_it_at_once():
     assert result.best_acc == direct.max().item()
     with pytest.raises(ValueError, match="no neighbours"):
         scan(ev, [], progress=False)
+
+
+@pytest.mark.parametrize("name,kwargs", [("mnist_net", {}), ("mnist_net", {"clamp_output": True}), ("car_net", {})])
+@pytest.mark.parametrize("scale", [0.03, 2.0])  # linear range / saturated, with exact ties
+def test_evaluator_follows_moves_as_a_fresh_one_would(name, kwargs, scale):
+    """A move updates the caches incrementally (hidden layers): after each of a chain of moves in
+    every layer, including two weights of one channel, the predictions and accuracy equal a fresh
+    evaluator's, the cached activations agree to rounding, and the accuracy is the one the
+    neighbour was scored with before the move."""
+    net = ternary_net(name, scale=scale, **kwargs)
+    data = data_for(net, n=40)
+    ev = NeighbourEvaluator(net, data)
+    replayed = NeighbourEvaluator(net, data)  # follows the whole path at the end
+    path = []
+    for rnd in range(2):
+        for layer in sparse_layers(net):
+            for swaps in (sample_neighbours(net, layer, 3, seed=rnd), _same_channel_swaps(net, layer, 1)):
+                src, dst = int(swaps.src[0]), int(swaps.dst[0])
+                scored = ev.evaluate(swaps[0])[0].item()
+                apply_swap(net, layer, src, dst)
+                ev.apply_swap(layer, src, dst)
+                path.append((layer, src, dst))
+                moves = len(path)
+                fresh = NeighbourEvaluator(net, data)
+                assert torch.equal(ev.logits.argmax(-1), fresh.logits.argmax(-1)), (layer, moves)
+                assert ev.base_accuracy == fresh.base_accuracy == scored, (layer, moves)
+                for mine, theirs in zip(ev.a + ev.z + [ev.logits], fresh.a + fresh.z + [fresh.logits]):
+                    assert torch.allclose(mine, theirs, rtol=0, atol=1e-12), (layer, moves)
+    assert len(path) == 2 * 2 * len(sparse_layers(net))
+    replayed.follow(path)  # runs of output-layer moves recomputed once: the same bits
+    for mine, theirs in zip(replayed.a + replayed.z + [replayed.logits], ev.a + ev.z + [ev.logits]):
+        assert torch.equal(mine, theirs)
+    assert torch.equal(replayed.base_correct, ev.base_correct)

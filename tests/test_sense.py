@@ -111,16 +111,3 @@ def test_family_ensemble(start, tiny_mnist_like):
     assert 0 <= ensemble_accuracy(members, test, how="mean") <= 1
     with pytest.raises(ValueError, match="vote"):
         ensemble_accuracy(members, test, how="median")
-
-
-def test_evaluator_follows_a_move_exactly(tiny_mnist_like):
-    net = random_sparse_ternary("mnist_net", 80, seed=3)
-    data = tiny_mnist_like["val"]
-    ev = NeighbourEvaluator(net, data)
-    for layer, src, dst in [("fc", None, None), ("1.0", None, None), ("2.0", None, None)]:
-        t = net.get_submodule({"fc": "fc", "1.0": "layer1.0", "2.0": "layer2.0"}[layer]).ternary_values().flatten()
-        src, dst = int((t != 0).nonzero()[0]), int((t == 0).nonzero()[-1])
-        apply_swap(net, layer, src, dst)
-        ev.apply_swap(layer, src, dst)
-        fresh = NeighbourEvaluator(net, data)
-        assert torch.equal(ev.logits, fresh.logits) and ev.base_accuracy == fresh.base_accuracy
