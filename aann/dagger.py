@@ -97,7 +97,8 @@ def validation_return(model: nn.Module, seeds, steps: int = MAX_STEPS, workers: 
     hit = cache.load(key) if use_cache else None
     if hit is not None:
         return hit[1]["mean_return"]
-    episodes = evaluate_driver(NetDriver(model.cpu()), seeds, max_steps=steps, workers=workers, progress=progress,
+    driver = NetDriver(copy.deepcopy(model).cpu())  # a copy: the caller's network stays where it is, in its mode
+    episodes = evaluate_driver(driver, seeds, max_steps=steps, workers=workers, progress=progress,
                                desc=desc)
     mean = float(np.mean([e.total_return for e in episodes]))
     if use_cache:

@@ -222,8 +222,8 @@ class NeighbourEvaluator:
         In a hidden layer the caches are updated the way a neighbour is evaluated: the swapped
         layer's pre-activation in the (at most) two channels the swap touches, the next layer's by
         those channels' change, everything after that recomputed: a twentieth of a full recompute
-        in the first layer of the MNIST net (``make bench``: 1.0 s against 19 s for a fresh
-        evaluator on 10,000 images, on a 2-core CPU). The result equals a fresh
+        in the first layer of the MNIST net (``make bench``: 0.7-1.0 s against 16-19 s for a
+        fresh evaluator on 10,000 images, on a 2-core CPU). The result equals a fresh
         evaluator's to rounding (float64; the same predictions, as for the neighbours), and it is
         *the same arithmetic* that scored the neighbour: the accuracy after a move is the one the
         move was chosen for."""

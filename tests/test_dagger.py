@@ -4,7 +4,7 @@ import torch
 
 from aann import car_racing as cr
 from aann import dagger as dagger_module
-from aann.dagger import DaggerConfig, MixedDriver, collect, dagger
+from aann.dagger import DaggerConfig, MixedDriver, collect, dagger, validation_return
 from aann.data import Split
 from aann.demonstrations import frames_split
 from aann.models import get_model
@@ -81,6 +81,15 @@ def test_dagger_rounds_are_cached_and_the_round_is_chosen_on_validation(tmp_path
     assert again.history == first.history
     with pytest.raises(ValueError, match="validation track"):
         dagger(net, train, val, [], cfg, progress=False)
+
+
+def test_validation_return_leaves_the_callers_network_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("AANN_CACHE", str(tmp_path))
+    net = car_net().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    mean = validation_return(net, [20_000], steps=5, progress=False)
+    assert net.training and all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    assert validation_return(net, [20_000], steps=5, progress=False) == mean  # from the cache
 
 
 def test_frames_split_scales_uint8_frames_and_refuses_other_input():
