@@ -222,9 +222,9 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
     if state is not None:
         for key, value in state.items():
             setattr(result, key, value)
-        # replayed through the evaluators, move by move: their caches then hold bit for bit what
-        # a search run straight through holds (a fresh evaluator of the last member agrees only
-        # to rounding), so a resumed search follows the same trajectory
+        # the path replayed through the evaluators (NeighbourEvaluator.follow): their caches then
+        # hold bit for bit what a search run straight through holds (a fresh evaluator of the last
+        # member agrees only to rounding), so a resumed search follows the same trajectory
         for layer, src, dst in result.path:
             apply_swap(net, layer, src, dst)
         for ev in (evaluator, reporter):

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from aann import sense as sense_module
-from aann.neighbours import NeighbourEvaluator, apply_swap
 from aann.sense import (SenseConfig, best_members, ensemble_accuracy, random_sparse_ternary, sense,
                         temperature)
 from aann.ternary import value_counts
