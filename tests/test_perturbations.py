@@ -106,14 +106,15 @@ def test_same_fault_same_draws_and_repeats_differ(alexnet):
     assert not torch.equal(weights(Fault("conv2", "gaussian", 1.0, 0)), weights(Fault("conv2", "gaussian", 1.0, 1)))
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"copies_per_pass": 1}, {"batch_size": 40}])
+@pytest.mark.parametrize("kwargs", [{}, {"copies_per_pass": 1}, {"batch_size": 40},
+                                    {"memory_format": torch.contiguous_format}])
 def test_batched_sweep_equals_the_naive_loop(alexnet, images, kwargs):
     layers = ["conv1", "conv3", "dense1", "dense3"]
     faults = faults_grid(layers, TREATMENTS, {t: [0.0, 0.5, 1.0] for t in TREATMENTS}, repeats=2)
     before = _state(alexnet)
     fast = sweep(alexnet, images, faults, progress=False, **kwargs)
     assert _same(before, _state(alexnet))
-    slow = naive_sweep(alexnet, images, faults)
+    slow = naive_sweep(alexnet, images, faults, memory_format=kwargs.get("memory_format", torch.channels_last))
     np.testing.assert_array_equal(fast, slow)
     assert fast.shape == (len(faults), 2)
 
