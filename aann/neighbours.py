@@ -171,6 +171,17 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
+def _check_temperature(t) -> None:
+    if t is not None and not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+        raise ValueError(f"the loss temperature must be a finite number > 0, got {t!r}")
+
+
+def _cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
+    """$\sum_i -\log \mathrm{softmax}(z_i / T)_{y_i}$ over the images of ``logits`` [B, n, classes]: [B]."""
+    z = logits / temperature
+    return (torch.logsumexp(z, -1) - z.gather(-1, y.view(1, -1, 1).expand(len(z), -1, 1)).squeeze(-1)).sum(-1)
+
+
 class NeighbourEvaluator:
     """Accuracy (and logits) of many bit-swap neighbours of one network on a fixed data set.
 
@@ -329,26 +340,34 @@ class NeighbourEvaluator:
         return out_ch, idx % per_out, delta
 
     def evaluate(self, swaps: Swaps, return_logits: bool = False, batch_size: int = 256,
-                 progress: bool = False):
+                 progress: bool = False, loss_temperature: float | None = None):
         """Accuracy of every neighbour in ``swaps`` (a float64 tensor [B], on the evaluator's
-        device); with ``return_logits``, also the logits [B, N, classes] (memory grows with B * N)."""
+        device). With ``loss_temperature`` $T$, also each neighbour's mean cross-entropy of
+        $\mathrm{softmax}(z / T)$ on the labels ([B], see :meth:`base_loss`); with
+        ``return_logits``, also the logits [B, N, classes] (memory grows with B * N). Returned in
+        that order: ``acc``, ``(acc, loss)``, ``(acc, logits)`` or ``(acc, loss, logits)``."""
         if swaps.layer not in self.names:
             raise UnknownLayerError(f"unknown layer {swaps.layer!r}; this model's layers are {', '.join(self.names)}")
+        _check_temperature(loss_temperature)
         k = self.names.index(swaps.layer)
-        accs, logits = [], []
+        parts = []
         starts = range(0, len(swaps), batch_size)
         if progress:
             starts = tqdm(starts, desc=f"layer {swaps.layer}", unit="batch", mininterval=5)
         for start in starts:
-            acc, out = self._evaluate_batch(k, swaps[start:start + batch_size], return_logits)
-            accs.append(acc)
-            if return_logits:
-                logits.append(out)
-        acc = torch.cat(accs)
-        return (acc, torch.cat(logits)) if return_logits else acc
+            parts.append(self._evaluate_batch(k, swaps[start:start + batch_size], return_logits, loss_temperature))
+        acc, loss, logits = (None if p[0] is None else torch.cat(p, dim=0) for p in zip(*parts))
+        out = (acc,) + ((loss,) if loss_temperature is not None else ()) + ((logits,) if return_logits else ())
+        return out if len(out) > 1 else acc
+
+    def base_loss(self, temperature: float) -> float:
+        """The network's mean cross-entropy of $\mathrm{softmax}(z / T)$ on the labels, computed as
+        the neighbours' is (float64): SENSE's smooth fitness (``aann.sense``)."""
+        _check_temperature(temperature)
+        return (_cross_entropy_sum(self.logits.unsqueeze(0), self.y, temperature)[0] / len(self.y)).item()
 
     @torch.no_grad()
-    def _evaluate_batch(self, k: int, swaps: Swaps, return_logits: bool):
+    def _evaluate_batch(self, k: int, swaps: Swaps, return_logits: bool, temperature: float | None = None):
         N = len(self.y)
         out_ch, in_idx, delta = self._delta_weight_channels(k, swaps)
         if k + 1 == len(self.stages):
@@ -356,13 +375,16 @@ class NeighbourEvaluator:
         else:
             step = self._hidden_layer_steps(k, swaps, out_ch, in_idx, delta)
         correct = torch.zeros(len(swaps), dtype=torch.long, device=self.device)
+        loss = None if temperature is None else torch.zeros(len(swaps), dtype=self.dtype, device=self.device)
         all_logits = []
         for r, out in step:  # logits [B, n, classes] of every neighbour on the images r
             correct += (out.argmax(-1) == self.y[r]).sum(1)
+            if loss is not None:
+                loss += _cross_entropy_sum(out, self.y[r], temperature)
             if return_logits:
                 all_logits.append(out)
         acc = correct.to(torch.float64) / N
-        return acc, (torch.cat(all_logits, 1) if return_logits else None)
+        return acc, (None if loss is None else loss / N), (torch.cat(all_logits, 1) if return_logits else None)
 
     def _image_chunks(self, per_image: int):
         """Slices of the evaluation set small enough that per_image * rows elements fit in
@@ -547,31 +569,45 @@ class NeighbourEvaluator:
 
 @dataclass
 class Scan:
-    """Accuracies of many neighbours of one layer (float32, on the CPU, in the order scanned) and
-    the best of them (the first one, on ties)."""
+    """Accuracies (and, when asked, mean cross-entropies) of many neighbours of one layer (float32,
+    on the CPU, in the order scanned) and the best of them: the highest accuracy, or the lowest
+    loss when losses were computed (the first one, on ties); ``best_acc`` is its accuracy,
+    ``best_loss`` its loss (None without losses)."""
 
     layer: str
     acc: torch.Tensor
     best_acc: float
     best_src: int
     best_dst: int
+    loss: torch.Tensor | None = None
+    best_loss: float | None = None
 
 
-def scan(evaluator: NeighbourEvaluator, batches, total: int | None = None, progress: bool = True) -> Scan:
+def scan(evaluator: NeighbourEvaluator, batches, total: int | None = None, progress: bool = True,
+         loss_temperature: float | None = None) -> Scan:
     """Evaluate every batch of swaps (e.g. ``iter_neighbours(...)``, the whole neighbourhood) and keep
-    all accuracies and the best swap; memory stays at one batch plus 4 bytes per neighbour."""
-    accs, best = [], (-1.0, -1, -1)
+    all accuracies (and losses, with ``loss_temperature``) and the best swap; memory stays at one
+    batch plus 4 (or 8) bytes per neighbour."""
+    accs, losses, best, best_fit = [], [], None, -math.inf
     layer = None
     for swaps in tqdm(batches, total=total, desc="neighbours", unit="batch", mininterval=10, disable=not progress):
         layer = swaps.layer
-        a = evaluator.evaluate(swaps, batch_size=len(swaps))
-        i = int(a.argmax())
-        if a[i].item() > best[0]:
-            best = (a[i].item(), int(swaps.src[i]), int(swaps.dst[i]))
+        if loss_temperature is None:
+            a, fit = evaluator.evaluate(swaps, batch_size=len(swaps)), None
+        else:
+            a, loss = evaluator.evaluate(swaps, batch_size=len(swaps), loss_temperature=loss_temperature)
+            fit = -loss
+            losses.append(loss.float().cpu())
+        fit = a if fit is None else fit
+        i = int(fit.argmax())
+        if fit[i].item() > best_fit:
+            best_fit = fit[i].item()
+            best = (a[i].item(), int(swaps.src[i]), int(swaps.dst[i]), None if loss_temperature is None else -best_fit)
         accs.append(a.float().cpu())
     if layer is None:
         raise ValueError("scan got no neighbours to evaluate")
-    return Scan(layer, torch.cat(accs), *best)
+    acc, src, dst, best_loss = best
+    return Scan(layer, torch.cat(accs), acc, src, dst, torch.cat(losses) if losses else None, best_loss)
 
 
 def naive_accuracy(model: nn.Module, data: Split, swaps: Swaps) -> torch.Tensor:

@@ -25,6 +25,15 @@ running stream, and the search state (the accepted swaps, the counters, the hist
 ``checkpoint`` every ``checkpoint_every`` seconds and when a call ends: a search stopped anywhere
 and resumed follows the same trajectory as one run straight through.
 
+**A smooth fitness** (beyond the paper): with ``fitness="cross_entropy"`` neighbours are ranked,
+and moves accepted, by the selection split's mean cross-entropy of $\mathrm{softmax}(z / T)$
+instead of its accuracy. Accuracy moves in steps of one image; most neighbours of a poor network
+tie or change it by an image or two, so the climb is nearly blind. The loss sees every image's
+margin. $T$ is ``loss_temperature`` times the output layer's scale $\bar\alpha$ (its mean): the
+logits are $\alpha$ times sums of ternary weights times HardTanh outputs, so $z / \bar\alpha$ is
+a count of saturated votes whatever the network, and one temperature serves every network.
+Annealing's $\Delta$ is then a difference of losses.
+
 The paper's Algorithm 2 selects on *test* accuracy. Here the selection split is held out from
 training (validation) and the test split is only reported.
 """
@@ -56,6 +65,7 @@ from .ternary import sparse_layers, ternarize
 from .training import logits
 
 SCHEDULES = ("alternate", "random")
+FITNESSES = ("accuracy", "cross_entropy")
 
 
 @dataclass(frozen=True)
@@ -71,13 +81,16 @@ class SenseConfig:
     accept_ties: bool = True  # Alg. 2 moves unless the current network is strictly better
     temperature: tuple[float, float] | None = None
     seed: int = 0
+    fitness: str = "accuracy"  # or "cross_entropy" (beyond the paper; see the module's docstring)
+    loss_temperature: float = 0.5  # the cross-entropy's softmax temperature, in units of the output scale
 
 
 @dataclass
 class SenseResult:
     """What a search did. ``history`` has one entry per step (lists): ``layer``, ``moved``,
-    ``best_neighbour`` (its selection accuracy), ``val_acc`` and ``test_acc`` of the current
-    network after the step, ``evaluations`` (neighbours evaluated so far), ``temperature``.
+    ``best_neighbour`` (the selection accuracy of the step's best neighbour), ``fitness`` (the current
+    network's after the step: its selection accuracy, or minus its loss), ``val_acc`` and
+    ``test_acc`` of the current network after the step, ``evaluations`` (neighbours evaluated so far), ``temperature``.
     ``path`` lists the accepted swaps ``(layer, src, dst)``; family member ``i`` is the initial
     network with the first ``i`` of them; ``member_val`` holds each member's selection accuracy."""
 
@@ -151,6 +164,10 @@ def _check(config: SenseConfig, model: nn.Module) -> list[str]:
         raise ValueError(f"steps must be >= 0 and block >= 1, got steps={config.steps}, block={config.block}")
     if not (config.neighbours == "all" or (isinstance(config.neighbours, int) and config.neighbours >= 1)):
         raise ValueError(f"neighbours must be a positive int or 'all', got {config.neighbours!r}")
+    if config.fitness not in FITNESSES:
+        raise ValueError(f"fitness must be one of {FITNESSES}, got {config.fitness!r}")
+    if not (math.isfinite(config.loss_temperature) and config.loss_temperature > 0):
+        raise ValueError(f"loss_temperature must be a finite number > 0, got {config.loss_temperature!r}")
     if config.temperature is not None and not (len(config.temperature) == 2 and min(config.temperature) > 0):
         raise ValueError(f"temperature must be (t0, t1) with both > 0, got {config.temperature!r}")
     for layer in set(layers) | ({config.schedule} & set(names)):
@@ -230,10 +247,12 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
         for ev in (evaluator, reporter):
             if ev is not None:
                 ev.follow(result.path)
-    current = evaluator.base_accuracy
+    loss_t = loss_temperature(config, net)
+    fitness = lambda: evaluator.base_accuracy if loss_t is None else -evaluator.base_loss(loss_t)  # noqa: E731
+    current = fitness()
     if not result.member_val:
-        result.member_val = [current]
-        result.history = {k: [] for k in ("layer", "moved", "best_neighbour", "val_acc", "test_acc",
+        result.member_val = [evaluator.base_accuracy]
+        result.history = {k: [] for k in ("layer", "moved", "best_neighbour", "fitness", "val_acc", "test_acc",
                                           "evaluations", "temperature")}
     best_so_far = max(result.member_val)
     test_acc = reporter.base_accuracy if reporter is not None else None
@@ -243,21 +262,22 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
                disable=not progress, mininterval=5)
     while result.step < end:
         layer = schedule_layer(config, layers, result.block)
-        best_acc, src, dst, count, accs = _best_neighbour(net, evaluator, layer, config, result.step, record)
+        best_fit, best_acc, src, dst, count, accs = _best_neighbour(net, evaluator, layer, config, result.step,
+                                                                    record, loss_t)
         t = temperature(config, result.step)
-        if best_acc > current or (config.accept_ties and best_acc == current):
+        if best_fit > current or (config.accept_ties and best_fit == current):
             moved = True
         elif t > 0:  # annealing: a worse move with probability exp(-(current - best) / T)
-            moved = random.Random(_seed(config.seed, "accept", result.step)).random() < math.exp((best_acc - current) / t)
+            moved = random.Random(_seed(config.seed, "accept", result.step)).random() < math.exp((best_fit - current) / t)
         else:
             moved = False
         if moved:
             apply_swap(net, layer, src, dst)
             evaluator.apply_swap(layer, src, dst)
-            current = evaluator.base_accuracy
+            current = fitness()
             result.path.append((layer, src, dst))
-            result.member_val.append(current)
-            best_so_far = max(best_so_far, current)
+            result.member_val.append(evaluator.base_accuracy)
+            best_so_far = max(best_so_far, evaluator.base_accuracy)
             if reporter is not None:
                 reporter.apply_swap(layer, src, dst)
                 test_acc = reporter.base_accuracy
@@ -269,7 +289,8 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
         h["layer"].append(layer)
         h["moved"].append(moved)
         h["best_neighbour"].append(best_acc)
-        h["val_acc"].append(current)
+        h["fitness"].append(current)
+        h["val_acc"].append(evaluator.base_accuracy)
         h["test_acc"].append(test_acc)
         h["evaluations"].append((h["evaluations"][-1] if h["evaluations"] else 0) + count)
         h["temperature"].append(t)
@@ -281,25 +302,41 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
             _save(path, result, fingerprint)
             saved_at = time.monotonic()
         bar.update(1)
-        bar.set_postfix(val=f"{current:.4f}", best=f"{best_so_far:.4f}", refresh=False)
+        bar.set_postfix(val=f"{evaluator.base_accuracy:.4f}", best=f"{best_so_far:.4f}", refresh=False)
     bar.close()
     return result
 
 
-def _best_neighbour(net, evaluator, layer, config, step, record):
-    """Evaluate the step's neighbourhood: (best accuracy, its src, its dst, how many, recorded)."""
+def loss_temperature(config: SenseConfig, model: nn.Module) -> float | None:
+    """The cross-entropy's softmax temperature $T$ = ``loss_temperature`` x the mean scale of the
+    output layer (None for the accuracy fitness)."""
+    if config.fitness == "accuracy":
+        return None
+    scale = list(sparse_layers(model).values())[-1].scale
+    return config.loss_temperature * float(scale.detach().abs().mean())
+
+
+def _best_neighbour(net, evaluator, layer, config, step, record, loss_t):
+    """Evaluate the step's neighbourhood: (best fitness, its accuracy, its src, its dst, how many,
+    recorded). The fitness is the accuracy, or minus the loss at temperature ``loss_t``."""
     if config.neighbours == "all":
         total = neighbourhood_size(net, layer)
         batch = 4096
-        sc = scan(evaluator, iter_neighbours(net, layer, batch), total=-(-total // batch), progress=False)
+        sc = scan(evaluator, iter_neighbours(net, layer, batch), total=-(-total // batch), progress=False,
+                  loss_temperature=loss_t)
         recorded = (layer, None, None, sc.acc) if record else None
-        return sc.best_acc, sc.best_src, sc.best_dst, total, recorded
+        fit = sc.best_acc if loss_t is None else -sc.best_loss
+        return fit, sc.best_acc, sc.best_src, sc.best_dst, total, recorded
     n = min(config.neighbours, neighbourhood_size(net, layer))
     swaps = sample_neighbours(net, layer, n, seed=_seed(config.seed, "neighbours", step))
-    acc = evaluator.evaluate(swaps, batch_size=1024)
-    i = int(acc.argmax())  # the first best, on ties
+    if loss_t is None:
+        acc = fit = evaluator.evaluate(swaps, batch_size=1024)
+    else:
+        acc, loss = evaluator.evaluate(swaps, batch_size=1024, loss_temperature=loss_t)
+        fit = -loss
+    i = int(fit.argmax())  # the first best, on ties
     recorded = (layer, swaps.src, swaps.dst, acc.float().cpu()) if record else None
-    return acc[i].item(), int(swaps.src[i]), int(swaps.dst[i]), n, recorded
+    return fit[i].item(), acc[i].item(), int(swaps.src[i]), int(swaps.dst[i]), n, recorded
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from aann.data import Split
 from aann.models import get_model
@@ -210,6 +211,38 @@ def test_a_neighbour_with_the_same_correct_count_compares_equal():
     acc = ev.evaluate(sample_neighbours(net, "1.0", 30, seed=0))
     assert (acc == ev.base_accuracy).any()
     assert ev.base_accuracy == int(ev.base_correct.sum()) / 97
+
+
+@pytest.mark.parametrize("layer", ["1.0", "2.0", "fc"])
+def test_neighbour_losses_are_the_cross_entropy_of_their_logits(layer):
+    net = ternary_net(scale=0.03)
+    data = data_for(net, n=40)
+    ev = NeighbourEvaluator(net, data, chunk_elems=4000)  # several image chunks: the loss sums over them
+    swaps = sample_neighbours(net, layer, 9, seed=1)
+    T = 0.02
+    acc, loss, logits = ev.evaluate(swaps, return_logits=True, batch_size=4, loss_temperature=T)
+    ref = _reference_logits(net, data, swaps)
+    expected = torch.stack([F.cross_entropy(z / T, data.y) for z in ref])
+    assert torch.allclose(loss, expected, rtol=1e-10, atol=0)
+    assert torch.equal(acc, ev.evaluate(swaps, batch_size=4))
+    assert ev.base_loss(T) == pytest.approx(F.cross_entropy(ev.logits / T, data.y).item(), rel=1e-12)
+    assert len(set(loss.tolist())) > 1  # the loss tells neighbours apart
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            ev.evaluate(swaps, loss_temperature=bad)
+
+
+def test_scan_with_losses_takes_the_lowest_loss():
+    net = ternary_net(sparsity=99, scale=0.03)
+    data = data_for(net, n=20)
+    ev = NeighbourEvaluator(net, data)
+    result = scan(ev, iter_neighbours(net, "1.0", batch_size=500), progress=False, loss_temperature=0.05)
+    everything = next(iter(iter_neighbours(net, "1.0", batch_size=1584)))
+    acc, loss = ev.evaluate(everything, batch_size=512, loss_temperature=0.05)
+    i = int(loss.argmin())
+    assert torch.equal(result.loss, loss.float()) and torch.equal(result.acc, acc.float())
+    assert (result.best_src, result.best_dst) == (int(everything.src[i]), int(everything.dst[i]))
+    assert result.best_loss == loss[i].item() and result.best_acc == acc[i].item()
 
 
 def test_scan_of_a_whole_neighbourhood_matches_evaluating_it_at_once():

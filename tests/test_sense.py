@@ -64,6 +64,26 @@ def test_resumed_search_follows_the_same_trajectory(start, tiny_mnist_like, tmp_
         sense(start, tiny_mnist_like["val"], cfg, checkpoint=ck, progress=False)
 
 
+def test_cross_entropy_fitness_climbs_the_loss_and_resumes(start, tiny_mnist_like, tmp_path):
+    val = tiny_mnist_like["val"]
+    cfg = _cfg(fitness="cross_entropy", steps=8)
+    res = sense(start, val, cfg, progress=False)
+    T = cfg.loss_temperature * float(start.fc.scale.detach().abs().mean())
+    assert sense_module.loss_temperature(cfg, start) == pytest.approx(T)
+    fit = res.history["fitness"]
+    assert all(b >= a for a, b in zip(fit, fit[1:])) and fit[-1] > fit[0]  # minus the loss never falls
+    logits = torch.cat([res.network.double()(x.double()) for x in val.x.split(64)])  # a float64 forward pass
+    assert -fit[-1] == pytest.approx(torch.nn.functional.cross_entropy(logits / T, val.y).item(), rel=1e-9)
+    assert res.history["val_acc"][-1] == res.member_val[-1]
+    ck = tmp_path / "ce.pt"
+    sense(start, val, cfg, checkpoint=ck, stop_after=3, progress=False)
+    resumed = sense(start, val, cfg, checkpoint=ck, progress=False)
+    assert resumed.path == res.path and resumed.history == res.history
+    # the accuracy fitness keeps the paper's search: its history's fitness is the validation accuracy
+    acc = sense(start, val, _cfg(), progress=False)
+    assert acc.history["fitness"] == acc.history["val_acc"]
+
+
 def test_schedules_visit_the_layers_they_promise(start, tiny_mnist_like):
     fc = sense(start, tiny_mnist_like["val"], _cfg(schedule="fc"), progress=False)
     assert set(fc.history["layer"]) == {"fc"}
@@ -91,7 +111,8 @@ def test_impossible_settings_say_what_is_allowed(start, tiny_mnist_like):
     val = tiny_mnist_like["val"]
     for bad, match in [(dict(schedule="conv9"), "schedule must be"), (dict(neighbours=0), "neighbours must"),
                        (dict(layers=("x",)), "not sparse ternary layers"), (dict(block=0), "block >= 1"),
-                       (dict(temperature=(1.0, 0.0)), "temperature")]:
+                       (dict(temperature=(1.0, 0.0)), "temperature"), (dict(fitness="loss"), "fitness must be"),
+                       (dict(fitness="cross_entropy", loss_temperature=0.0), "loss_temperature must be")]:
         with pytest.raises(ValueError, match=match):
             sense(start, val, _cfg(**bad), progress=False)
     with pytest.raises(ValueError, match=r"\(0, 100\)"):
