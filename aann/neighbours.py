@@ -593,12 +593,11 @@ def scan(evaluator: NeighbourEvaluator, batches, total: int | None = None, progr
     for swaps in tqdm(batches, total=total, desc="neighbours", unit="batch", mininterval=10, disable=not progress):
         layer = swaps.layer
         if loss_temperature is None:
-            a, fit = evaluator.evaluate(swaps, batch_size=len(swaps)), None
+            a = fit = evaluator.evaluate(swaps, batch_size=len(swaps))
         else:
             a, loss = evaluator.evaluate(swaps, batch_size=len(swaps), loss_temperature=loss_temperature)
             fit = -loss
             losses.append(loss.float().cpu())
-        fit = a if fit is None else fit
         i = int(fit.argmax())
         if fit[i].item() > best_fit:
             best_fit = fit[i].item()
