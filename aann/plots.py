@@ -169,3 +169,18 @@ def error_violins(ax, log10_error, labels, wrong, class_names):
         ax.text(k, top + 0.05 * span, f"{sensitivity:.0%}", ha="center", fontsize=8)
     ax.set_ylim(top=top + 0.15 * span)
     ax.legend(loc="lower right", fontsize=8)
+
+
+def check_curve_plot(curve, goal: float, title: str, test_label: str = "test", ax=None):
+    """Validation and test accuracy of a committed search check (``results.check_curve``) against
+    the neighbours it evaluated, with the goal as a dotted line."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(curve["evaluations"], 100 * curve["val_acc"], marker=".", label="validation")
+    ax.plot(curve["evaluations"], 100 * curve["test_acc"], marker=".", label=test_label)
+    ax.axhline(100 * goal, color="0.5", ls=":", label="the book's goal (test)")
+    ax.set(xlabel="neighbours evaluated", ylabel="accuracy (%)", title=title)
+    ax.legend()
+    return ax

@@ -11,7 +11,7 @@ import math
 import platform
 from pathlib import Path
 
-from .paths import results_dir
+from .paths import project_root, results_dir
 
 
 def versions() -> dict[str, str]:
@@ -66,3 +66,29 @@ def read_results(chapter: str, out_dir: Path | None = None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: execute chapter {chapter!r} first")
     return json.loads(path.read_text())
+
+
+def read_check(name: str) -> dict | None:
+    """The metrics of the committed check ``results/checks/<name>.json`` (a long run made outside
+    the chapters by a script beside it), or None where this checkout lacks the file."""
+    path = project_root() / "results" / "checks" / f"{name}.json"
+    return json.loads(path.read_text())["metrics"] if path.is_file() else None
+
+
+def check_curve(metrics: dict):
+    """A search check's ``curve/<step>/<field>`` keys as a table: one row per recorded step, one
+    column per field (``val_acc``, ``test_acc``, ``evaluations``, ``moves/<layer>``)."""
+    import pandas as pd
+
+    rows: dict[int, dict] = {}
+    for key, value in metrics.items():
+        head, _, rest = key.partition("/")
+        if head != "curve":
+            continue
+        step, _, field = rest.partition("/")
+        if not step.isdigit() or not field:
+            raise ValueError(f"curve key {key!r} is not of the form curve/<step>/<field>")
+        rows.setdefault(int(step), {})[field] = value
+    if not rows:
+        raise ValueError("these metrics have no curve/<step>/<field> keys")
+    return pd.DataFrame.from_dict(rows, orient="index").sort_index().rename_axis("step").reset_index()

@@ -23,7 +23,9 @@ seen is kept apart from the current one.
 Every random choice is drawn from a generator seeded by ``(seed, what, index)``, never from a
 running stream, and the search state (the accepted swaps, the counters, the history) is written to
 ``checkpoint`` every ``checkpoint_every`` seconds and when a call ends: a search stopped anywhere
-and resumed follows the same trajectory as one run straight through.
+and resumed follows the same trajectory as one run straight through. For the same reason a
+finished search can be taken further: ``sense(..., extends=<the shorter run's checkpoint>)`` with
+more ``steps`` continues where it ended (not for annealing, whose schedule depends on the total).
 
 **A smooth fitness** (beyond the paper): with ``fitness="cross_entropy"`` neighbours are ranked,
 and moves accepted, by the selection split's mean cross-entropy of $\mathrm{softmax}(z / T)$
@@ -190,14 +192,25 @@ def _save(path: Path, result: SenseResult, fingerprint: str) -> None:
     os.replace(tmp, path)  # atomic: a search killed while writing keeps its previous checkpoint
 
 
-def _load(path: Path, config: SenseConfig, fingerprint: str) -> dict | None:
+def _load(path: Path, config: SenseConfig, fingerprint: str, shorter: bool = False) -> dict | None:
+    """The state saved at ``path`` (None if there is no file). ``shorter``: the file may hold the
+    same search run to fewer steps (see ``sense``'s ``extends``)."""
     if not path.exists():
         return None
     try:
         saved = torch.load(path, weights_only=False)
     except Exception as e:  # a truncated or foreign file
         raise ValueError(f"cannot read the SENSE checkpoint {path} ({e}); delete it to start afresh") from e
-    if saved["initial"] != fingerprint or saved["config"] != asdict(config):
+    theirs, ours = dict(saved["config"]), asdict(config)
+    if shorter:
+        if config.temperature is not None:
+            raise ValueError("an annealing search cannot extend a shorter one: its temperature schedule "
+                             "depends on the total number of steps")
+        if theirs.get("steps", 0) > config.steps:
+            raise ValueError(f"the checkpoint {path} ran {theirs['steps']} steps, more than the {config.steps} "
+                             "of this search: it can only extend a shorter one")
+        theirs["steps"] = ours["steps"]
+    if saved["initial"] != fingerprint or theirs != ours:
         raise ValueError(f"the checkpoint {path} belongs to another search (other initial network or "
                          "configuration); delete it or pass another checkpoint path")
     return saved["state"]
@@ -215,7 +228,7 @@ def checkpoint_path(name: str, model: nn.Module, select: Split, config: SenseCon
 
 def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | None = None,
           checkpoint: str | Path | None = None, record: bool = False, stop_after: int | None = None,
-          progress: bool = True, checkpoint_every: float = 30.0) -> SenseResult:
+          progress: bool = True, checkpoint_every: float = 30.0, extends: str | Path | None = None) -> SenseResult:
     """Run (or resume, from ``checkpoint``) a SENSE search from ``model`` (left unchanged).
 
     ``select``: the split that chooses among neighbours (validation); ``report``: a split whose
@@ -223,7 +236,9 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
     figures). ``stop_after``: do at most this many steps in this call (the state stays resumable).
     The checkpoint is written at most every ``checkpoint_every`` seconds and when the call ends: a
     killed search loses at most that much work, and resumes on the same trajectory (every draw is
-    seeded by the step).
+    seeded by the step). ``extends``: the checkpoint of the same search run to fewer steps (not an
+    annealing one, whose schedule depends on the total); where ``checkpoint`` does not exist yet,
+    this search starts where that one ended, on the trajectory it would have followed from step 0.
     """
     layers = _check(config, model)
     initial = copy.deepcopy(model)
@@ -231,6 +246,10 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
     fingerprint = state_fingerprint(initial) + select.fingerprint()  # a checkpoint is for one start, one split
     path = Path(checkpoint) if checkpoint is not None else None
     state = _load(path, config, fingerprint) if path is not None else None
+    if state is None and extends is not None:
+        if not Path(extends).is_file():
+            raise FileNotFoundError(f"the checkpoint to extend, {extends}, does not exist")
+        state = _load(Path(extends), config, fingerprint, shorter=True)
     net = copy.deepcopy(initial)
     evaluator = NeighbourEvaluator(net, select)
     # the report split gets an evaluator too: after a move only the moved layer's channels and

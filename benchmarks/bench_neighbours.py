@@ -17,7 +17,6 @@ weights' values, only on the shapes and the sparsity.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
@@ -28,6 +27,7 @@ from aann.pruning import prune_to
 from aann.results import write_results
 from aann.runtime import default_device
 from aann.ternary import sparse_layers, ternarize
+from timing import timed_until  # benchmarks/timing.py: the script's folder is on sys.path
 
 # neighbours per batched step, per layer: layer 1.0 has few weights (400), so a large batch shares
 # each swapped weight's contribution among many neighbours (measured on this CPU: 2048 -> 8.6/s,
@@ -41,22 +41,6 @@ def bench_net(device) -> torch.nn.Module:
     prune_to(net, 90, scope="layer")
     ternarize(net)
     return net.to(device)
-
-
-def timed(fn, min_seconds: float) -> tuple[int, float]:
-    """Call ``fn`` (returning how many neighbours it evaluated) until min_seconds have passed."""
-    done, start = 0, time.perf_counter()
-    while True:
-        done += fn()
-        device_sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return done, elapsed
-
-
-def device_sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def main(argv=None) -> None:
@@ -80,7 +64,7 @@ def main(argv=None) -> None:
             return b
 
         evaluator.evaluate(pool[:64], batch_size=64)  # warm-up (one batch of 1.0 takes minutes on a CPU)
-        n_fast, t_fast = timed(fast, args.seconds)
+        n_fast, t_fast = timed_until(fast, args.seconds, device)
         naive_cursor = {"i": 0}
 
         def naive():
@@ -90,7 +74,7 @@ def main(argv=None) -> None:
             return 1
 
         naive()
-        n_naive, t_naive = timed(naive, args.seconds)
+        n_naive, t_naive = timed_until(naive, args.seconds, device)
         # a move and its reverse (the swapped pair trades back), so the network stays the same
         src, dst = int(pool.src[0]), int(pool.dst[0])
 
@@ -99,12 +83,13 @@ def main(argv=None) -> None:
             evaluator.apply_swap(layer, dst, src)
             return 2
 
-        n_move, t_move = timed(move, args.seconds)
+        n_move, t_move = timed_until(move, args.seconds, device)
+
         def rebuild():
             NeighbourEvaluator(net, test)
             return 1
 
-        n_build, t_build = timed(rebuild, args.seconds)
+        n_build, t_build = timed_until(rebuild, args.seconds, device)
         metrics[f"{layer}/move_s"] = t_move / n_move
         metrics[f"{layer}/rebuild_s"] = t_build / n_build
         metrics[f"{layer}/fast_per_s"] = n_fast / t_fast

@@ -35,15 +35,11 @@ from aann.models import get_model
 from aann.perturbations import TREATMENTS, faults_grid, naive_sweep, sweep, weight_layers
 from aann.results import write_results
 from aann.runtime import default_device
+from timing import sync, timed  # benchmarks/timing.py: the script's folder is on sys.path
 
 AMOUNTS = {"synapse_knockout": [0.3, 0.7], "node_knockout": [0.3, 0.7], "gaussian": [1.0, 2.0]}
 REPEATS = 2
 BATCH_SIZE = 128  # the default of sweep and naive_sweep
-
-
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def suffix_times(model: torch.nn.Sequential, x: torch.Tensor, device, batch_size: int,
@@ -73,14 +69,6 @@ def suffix_times(model: torch.nn.Sequential, x: torch.Tensor, device, batch_size
     return out
 
 
-def timed(fn, device):
-    sync(device)
-    start = time.perf_counter()
-    result = fn()
-    sync(device)
-    return result, time.perf_counter() - start
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000)
@@ -102,8 +90,8 @@ def main(argv=None) -> None:
     n_faults = len(all_faults)
     total = {"naive": 0.0, "naive_contiguous": 0.0}
     for layer in layers:
-        faults = faults_grid([layer], TREATMENTS, AMOUNTS, REPEATS)
         rows = [i for i, f in enumerate(all_faults) if f.layer == layer]
+        faults = [all_faults[i] for i in rows]
         # per layer: a call of its own (it records the clean prefix once more)
         _, t_layer = timed(lambda: sweep(model, data, faults, progress=False), device)
         slow, t_naive = timed(lambda: naive_sweep(model, data, faults), device)

@@ -48,7 +48,8 @@ EXPECTED = {
     },
     "car_racing": {
         "keys": ["imitation/90/test_acc_mean", "imitation/0/test_acc_mean", "random80_sense/test_acc",
-                 "random80_sense/initial_test_acc", "majority/test_acc", "neighbours/fc/frac_better", "dagger/test_acc"],
+                 "random80_sense/initial_test_acc", "majority/test_acc", "neighbours/fc/frac_better", "dagger/test_acc",
+                 "random80_sense_ce/test_acc", "random80_sense_ce/val_acc"],
         "values": ["expert/mean_return", "expert3/mean_return", "ternary90/mean_return",
                    "random_policy/mean_return", "sense_driver/mean_return", "dagger/mean_return",
                    "dagger/val_return_start", "dagger/val_return_best"],

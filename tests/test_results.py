@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from aann.results import read_results, write_results
+from aann.results import check_curve, read_check, read_results, write_results
 
 
 def test_roundtrip_format(tmp_path):
@@ -25,3 +25,19 @@ def test_rejects_non_finite_or_unnamed(tmp_path, bad):
 def test_missing_results_say_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="execute chapter 'nope'"):
         read_results("nope", tmp_path)
+
+
+def test_a_check_reads_as_a_curve(tmp_path, monkeypatch):
+    monkeypatch.setenv("AANN_ROOT", str(tmp_path))
+    assert read_check("demo_check") is None  # not in this checkout
+    metrics = {"steps": 200, "final/test_acc": 0.6, "curve/200/val_acc": 0.7, "curve/200/test_acc": 0.6,
+               "curve/0/val_acc": 0.1, "curve/0/test_acc": 0.12, "curve/0/moves/fc1.0": 0, "curve/200/moves/fc1.0": 9}
+    write_results("demo_check", metrics, profile="check", device="cpu", out_dir=tmp_path / "results" / "checks")
+    curve = check_curve(read_check("demo_check"))
+    assert curve["step"].tolist() == [0, 200]
+    assert curve["val_acc"].tolist() == [0.1, 0.7] and curve["test_acc"].tolist() == [0.12, 0.6]
+    assert curve["moves/fc1.0"].tolist() == [0, 9]
+    with pytest.raises(ValueError, match="no curve"):
+        check_curve({"steps": 3})
+    with pytest.raises(ValueError, match="curve/<step>/<field>"):
+        check_curve({"curve/last/val_acc": 0.5})

@@ -64,6 +64,30 @@ def test_resumed_search_follows_the_same_trajectory(start, tiny_mnist_like, tmp_
         sense(start, tiny_mnist_like["val"], cfg, checkpoint=ck, progress=False)
 
 
+def test_a_longer_search_extends_a_shorter_one(start, tiny_mnist_like, tmp_path, monkeypatch):
+    val = tiny_mnist_like["val"]
+    straight = sense(start, val, _cfg(steps=8), progress=False)
+    short = tmp_path / "short.pt"
+    sense(start, val, _cfg(steps=5), checkpoint=short, progress=False)
+    longer = tmp_path / "longer.pt"
+    real, calls = sense_module._best_neighbour, []
+    monkeypatch.setattr(sense_module, "_best_neighbour", lambda *args: calls.append(1) or real(*args))
+    extended = sense(start, val, _cfg(steps=8), checkpoint=longer, extends=short, progress=False)
+    assert len(calls) == 3  # only the steps the shorter search did not take
+    assert extended.path == straight.path and extended.history == straight.history
+    # once the longer search has its own checkpoint, that one is resumed
+    assert sense(start, val, _cfg(steps=8), checkpoint=longer, extends=short, stop_after=0, progress=False).step == 8
+    # only the same search, shorter, and not annealing
+    with pytest.raises(ValueError, match="another search"):
+        sense(start, val, _cfg(steps=8, neighbours=10), extends=short, progress=False)
+    with pytest.raises(ValueError, match="only extend a shorter"):
+        sense(start, val, _cfg(steps=4), extends=short, progress=False)
+    with pytest.raises(ValueError, match="annealing"):
+        sense(start, val, _cfg(steps=8, temperature=(0.01, 0.001)), extends=short, progress=False)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        sense(start, val, _cfg(steps=8), extends=tmp_path / "none.pt", progress=False)
+
+
 def test_cross_entropy_fitness_climbs_the_loss_and_resumes(start, tiny_mnist_like, tmp_path):
     val = tiny_mnist_like["val"]
     cfg = _cfg(fitness="cross_entropy", steps=8)
