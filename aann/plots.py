@@ -171,16 +171,20 @@ def error_violins(ax, log10_error, labels, wrong, class_names):
     ax.legend(loc="lower right", fontsize=8)
 
 
-def check_curve_plot(curve, goal: float, title: str, test_label: str = "test", ax=None):
+def check_curve_plot(curve, goal: float | None, title: str, test_label: str = "test", name: str = "", ax=None):
     """Validation and test accuracy of a committed search check (``results.check_curve``) against
-    the neighbours it evaluated, with the goal as a dotted line."""
+    the neighbours it evaluated, with the goal as a dotted line (None: no line). ``name`` prefixes
+    the labels, and ``ax`` takes a second check onto the same axes."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(curve["evaluations"], 100 * curve["val_acc"], marker=".", label="validation")
-    ax.plot(curve["evaluations"], 100 * curve["test_acc"], marker=".", label=test_label)
-    ax.axhline(100 * goal, color="0.5", ls=":", label="the book's goal (test)")
+    prefix = f"{name}: " if name else ""
+    lines = ax.plot(curve["evaluations"], 100 * curve["val_acc"], marker=".", label=f"{prefix}validation")
+    ax.plot(curve["evaluations"], 100 * curve["test_acc"], marker=".", ls="--", color=lines[0].get_color(),
+            label=f"{prefix}{test_label}")
+    if goal is not None:
+        ax.axhline(100 * goal, color="0.5", ls=":", label="the book's goal (test)")
     ax.set(xlabel="neighbours evaluated", ylabel="accuracy (%)", title=title)
     ax.legend()
     return ax
