@@ -63,3 +63,4 @@ clean:
 bench: data
 	$(PY) benchmarks/bench_neighbours.py
 	$(PY) benchmarks/bench_perturbations.py
+	$(PY) benchmarks/bench_sense_step.py

@@ -37,7 +37,10 @@ def device_description(device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    # the vector kernels PyTorch dispatched to (AVX2, AVX512, ...): the same seed gives the same
+    # numbers on the same machine, but another CPU may run other kernels that round differently
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "unknown")()
+    return f"cpu: {platform.processor() or platform.machine()}, {capability} kernels, {torch.get_num_threads()} threads"
 
 
 def write_results(chapter: str, metrics: dict, profile: str, device, wall_time_s: float | None = None,

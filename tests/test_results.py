@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 
@@ -14,6 +15,8 @@ def test_roundtrip_format(tmp_path):
     assert out["metrics"] == {"a/b": 0.5, "n": 3.0}
     assert {"torch", "python", "aann"} <= set(out["versions"])
     assert read_results("demo", tmp_path) == out
+    # a CPU run names the kernels it ran on: other kernels round the same seed's training differently
+    assert re.fullmatch(r"cpu: .+, \S+ kernels, \d+ threads", out["device"]), out["device"]
 
 
 @pytest.mark.parametrize("bad", [{"x": math.nan}, {"x": math.inf}, {"": 1.0}, {3: 1.0}])

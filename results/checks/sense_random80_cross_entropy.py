@@ -4,7 +4,8 @@
 3 steps), 30 neighbours a step, ``steps`` steps (default 2,000), selection on 2,000 validation
 images (the chapter's full profile uses 5,000; scoring a step's 30 neighbours on this CPU takes,
 with 5,000 / 2,000 images, 8.5 / 2.9 s in layer 1.0, 0.34 / 0.14 s in 2.0, 0.015 / 0.007 s in fc,
-measured 2026-11-22: the cost grows with the images, and layer 1.0's steps dominate). The test set (all 10,000 images) is evaluated afterwards on the network the search held
+measured 2026-11-22 with the evaluator's image chunks of 2**20 elements, since raised to 2**22 after
+``benchmarks/bench_sense_step.py``: the cost grows with the images, and layer 1.0's steps dominate). The test set (all 10,000 images) is evaluated afterwards on the network the search held
 every 100 steps (a float64 forward pass); it is never used to select. Checkpointed in the model
 cache: a stopped run resumes. Prints one line per 100 steps (validation accuracy and loss, test
 accuracy, neighbours evaluated, accepted moves per layer) and writes them, with the search's wall
