@@ -200,9 +200,9 @@ class NeighbourEvaluator:
         self.y = data.y
         # elements of one batched step: on a CPU small enough to stay in cache (the steps are
         # memory-bound there; 2**25 float64 = 256 MiB measured 4x slower than 2**20) but not so
-        # small that a step's many small calls dominate (2**22 = 32 MiB against 2**20, 2-core CPU:
-        # 30 sampled neighbours of layer 1.0 on 2,000 images 5.1 s vs 10.8 s in the MNIST net and
-        # 2.9 s vs 6.7 s in the car net; 4,096 of fc on 10,000 images 1,569/s vs 917/s); on a GPU large
+        # small that a step's many small calls dominate (benchmarks/bench_sense_step.py, 2-core CPU:
+        # 30 sampled neighbours of layer 1.0 on 2,000 images, 2**20 / 2**22 / 2**24 elements:
+        # MNIST net 6.4 / 3.4 / 4.0 s, car net 4.9 / 2.6 / 1.9 s); on a GPU large
         if chunk_elems is None:
             chunk_elems = 2**25 if self.device.type == "cuda" else 2**22
         self.chunk_elems = chunk_elems
