@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -71,16 +72,18 @@ class PSirenResult:
 
 
 def fine_tune(model: nn.Module, train: Split, epochs: int, lr: float, batch_size: int = 128,
-              cosine: bool = True, seed: int = 0, tags: tuple = (), after_epoch=None, augment=None) -> None:
+              cosine: bool = True, seed: int = 0, tags: tuple = (), after_epoch=None, augment=None,
+              loss_fn=F.cross_entropy) -> None:
     """Train ``model`` with its masks fixed (sparsity kept; ternary layers stay ternary): Adam, the
     learning rate cosine-annealed to 0 over the ``epochs`` when ``cosine``. p-SIREN's steps 3 and
     4, and the backprop baseline of the SENSE chapter. ``after_epoch(e, model)`` is called after
-    each epoch; ``augment(x, generator)`` transforms each batch (see ``train_epoch``)."""
+    each epoch; ``augment(x, generator)`` transforms each batch and ``loss_fn(logits, y)`` scores
+    it (see ``train_epoch``)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(train) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine and steps else None
     for e in range(epochs):
-        train_epoch(model, train, opt, batch_size, _epoch_seed(seed, *tags, e), sched, augment=augment)
+        train_epoch(model, train, opt, batch_size, _epoch_seed(seed, *tags, e), sched, augment=augment, loss_fn=loss_fn)
         if after_epoch is not None:
             after_epoch(e, model)
 

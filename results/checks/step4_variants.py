@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from aann.data import load_splits
 from aann.models import get_model
-from aann.psiren import PSirenConfig, _epoch_seed, p_siren, reference_budget
+from aann.psiren import PSirenConfig, fine_tune, p_siren, reference_budget
 from aann.ternary import sparse_layers, ternarize
-from aann.training import accuracy, logits, train_epoch
+from aann.training import accuracy, logits
 
 DEFAULT = ["layer:0.001:5", "layer:0.003:5", "layer:0.01:5", "layer:0.001:5:0.9:4"]
 
@@ -58,11 +58,8 @@ if __name__ == "__main__":
         train = d["train"]
         if kd_a:
             train = type(train)(train.x, train.y + 10 * torch.arange(len(train)))
-        opt = torch.optim.Adam(m.parameters(), lr=lr)
-        steps = n4 * -(-len(train) // 128)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         vals, t = [], time.time()
-        for e in range(n4):
-            train_epoch(m, train, opt, 128, _epoch_seed(0, "step4", 90.0, e), sched, loss_fn=loss_fn)
-            vals.append(round(accuracy(m, d["val"]), 4))
+        # the book's step 4 (psiren.fine_tune, the same epoch seeds), with this variant's settings
+        fine_tune(m, train, n4, lr, 128, cosine=True, seed=0, tags=("step4", 90.0), loss_fn=loss_fn,
+                  after_epoch=lambda e, model: vals.append(round(accuracy(model, d["val"]), 4)))
         print(f"{spec}: right after ternarizing {v0:.4f}; per epoch {vals} ({time.time() - t:.0f} s)", flush=True)
