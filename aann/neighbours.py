@@ -202,9 +202,12 @@ class NeighbourEvaluator:
         # memory-bound there; 2**25 float64 = 256 MiB measured 4x slower than 2**20) but not so
         # small that a step's many small calls dominate (benchmarks/bench_sense_step.py, 2-core CPU:
         # 30 sampled neighbours of layer 1.0 on 2,000 images, 2**20 / 2**22 / 2**24 elements:
-        # MNIST net 6.4 / 3.4 / 4.0 s, car net 4.9 / 2.6 / 1.9 s); on a GPU large
+        # MNIST net 6.4 / 3.4 / 4.0 s, car net 4.9 / 2.6 / 1.9 s); on a GPU large (the same on an
+        # H100, 2**24 / 2**25 / 2**26: MNIST net 0.167 / 0.084 / 0.049 s, car net 0.127 / 0.063 /
+        # 0.034 s; results/bench/bench_sense_step_cuda.json). 2**26 float64 is 512 MiB a buffer:
+        # pass a smaller chunk_elems on a GPU with little memory
         if chunk_elems is None:
-            chunk_elems = 2**25 if self.device.type == "cuda" else 2**22
+            chunk_elems = 2**26 if self.device.type == "cuda" else 2**22
         self.chunk_elems = chunk_elems
         self._pad_cache: dict[int, torch.Tensor] = {}
         self._buffers: dict[str, torch.Tensor] = {}  # see _buffer
@@ -378,6 +381,10 @@ class NeighbourEvaluator:
         else:
             step = self._hidden_layer_steps(k, swaps, out_ch, in_idx, delta)
         correct = torch.zeros(len(swaps), dtype=torch.long, device=self.device)
+        if k + 1 == len(self.stages) and temperature is None and not return_logits:
+            for r, pred in self._output_layer_predictions(k, out_ch, in_idx, delta):
+                correct += (pred == self.y[r]).sum(1)
+            return correct.to(torch.float64) / N, None, None
         loss = None if temperature is None else torch.zeros(len(swaps), dtype=self.dtype, device=self.device)
         all_logits = []
         for r, out in step:  # logits [B, n, classes] of every neighbour on the images r
@@ -430,16 +437,59 @@ class NeighbourEvaluator:
             z_old = z_old.unsqueeze(2)
         return self.post[k]((z_old + dz).reshape(M * n, 1, *dz.shape[2:])).reshape(M, n, -1)
 
+    def _output_units(self, k, out_ch, in_idx, delta, r) -> torch.Tensor:
+        """The output layer swapped: the new values of the two logits a swap touches, [B, n, 2]
+        on the images r (when both are one unit, slot 0 carries its final value)."""
+        B, n = out_ch.shape[0], r.stop - r.start
+        same = (out_ch[:, 0] == out_ch[:, 1])[:, None, None]  # both changes in one unit
+        dz = self._dz(k, out_ch.flatten(), in_idx.flatten(), delta.flatten(), r).view(B, 2, n)
+        dz = torch.where(same, torch.stack([dz.sum(1), dz[:, 1]], 1), dz)  # then slot 0 carries their sum
+        a_new = self._channel_output(k, out_ch.flatten(), dz.reshape(B * 2, n, 1), r)
+        return a_new.view(B, 2, n).transpose(1, 2)
+
+    def _output_layer_predictions(self, k, out_ch, in_idx, delta):
+        """The output layer swapped, predictions only: the argmax of the new logits without
+        building them. A swap changes two logits c0, c1; every other class keeps its value, so the
+        best of the others is the first of the image's three largest logits (ordered by value,
+        then index) that is neither c0 nor c1. The prediction is the best of that one and the two
+        new values, ties going to the lower index as in ``argmax``: [B, n] per image chunk, from
+        tensors of B * n elements instead of B * n * classes."""
+        B = out_ch.shape[0]
+        top_v, top_i = self._top3()
+        c0, c1 = out_ch[:, :1], out_ch[:, 1:]  # [B, 1]
+        same = c0 == c1
+        for r in self._image_chunks(B * 16):
+            v = self._output_units(k, out_ch, in_idx, delta, r)  # [B, n, 2]
+            v0, v1 = v[..., 0], torch.where(same, v[..., 0], v[..., 1])  # one unit: slot 0 is final
+            tv, ti = top_v[r], top_i[r]  # [n, 3]
+            rest_v, rest_i = tv[:, 2], ti[:, 2]
+            for j in (1, 0):  # the first of the top three not touched by the swap
+                free = (ti[:, j] != c0) & (ti[:, j] != c1)  # [B, n]
+                rest_v, rest_i = torch.where(free, tv[:, j], rest_v), torch.where(free, ti[:, j], rest_i)
+            first = (v1 > v0) | ((v1 == v0) & (c1 < c0))
+            best_v, best_i = torch.where(first, v1, v0), torch.where(first, c1, c0)
+            rest = (rest_v > best_v) | ((rest_v == best_v) & (rest_i < best_i))
+            yield r, torch.where(rest, rest_i, best_i)
+
+    def _top3(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each image's three largest logits and their classes [N, 3], ordered as ``argmax`` ranks
+        them (value, then lower index first); -inf and index = classes pad fewer than 3 classes."""
+        cached = getattr(self, "_top3_cache", None)
+        if cached is None or cached[0] is not self.logits:  # a move replaces the logits tensor
+            order = torch.sort(-self.logits, dim=1, stable=True).indices[:, :3]  # stable: ties by index
+            values, pad = self.logits.gather(1, order), 3 - order.shape[1]
+            if pad:
+                values = F.pad(values, (0, pad), value=-math.inf)
+                order = F.pad(order, (0, pad), value=self.logits.shape[1])
+            self._top3_cache = cached = (self.logits, values, order)
+        return cached[1], cached[2]
+
     def _output_layer_steps(self, k, out_ch, in_idx, delta):
         """The swapped layer is the output layer: only the two logits it touches change."""
         B = out_ch.shape[0]
-        same = (out_ch[:, 0] == out_ch[:, 1])[:, None, None]  # both changes in one unit
         for r in self._image_chunks(B * self.logits.shape[1] * 4):
             n = r.stop - r.start
-            dz = self._dz(k, out_ch.flatten(), in_idx.flatten(), delta.flatten(), r).view(B, 2, n)
-            dz = torch.where(same, torch.stack([dz.sum(1), dz[:, 1]], 1), dz)  # then slot 0 carries their sum
-            a_new = self._channel_output(k, out_ch.flatten(), dz.reshape(B * 2, n, 1), r)
-            a_new = a_new.view(B, 2, n).transpose(1, 2)  # [B, n, 2]
+            a_new = self._output_units(k, out_ch, in_idx, delta, r)  # [B, n, 2]
             out = self.logits[r].unsqueeze(0).expand(B, n, -1).clone()
             idx = out_ch[:, None, :].expand(B, n, 2)
             out.scatter_(2, idx[:, :, 1:], a_new[:, :, 1:])  # slot 1 first: in the one-unit case

@@ -31,7 +31,7 @@ from . import cache
 from .data import Split
 from .models import get_model
 from .pruning import SCOPES, check_sparsity, gradual_schedule, prune_to
-from .runtime import seed_everything
+from .runtime import default_device, seed_everything
 from .ternary import ternarize
 from .training import accuracy, random_shift, train_epoch
 
@@ -186,6 +186,52 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
         sparsity = stops[-1]
     bar.close()
     return dict(sorted(results.items()))
+
+
+def p_siren_parallel(jobs: list[dict], workers: int, device=None) -> None:
+    """Run several independent ``p_siren`` sweeps at once, one process each, ``workers`` at a time,
+    into the model cache (nothing is returned: read the networks back with ``p_siren``).
+
+    Each job is ``dict(dataset=..., seed=..., levels=..., config=..., train_size=...,
+    rate_levels=...)`` (the last three optional). Why processes: the book's nets are small, so one
+    training loop spends most of its time in Python issuing kernels and leaves a GPU mostly idle;
+    several loops side by side fill it (seeds and data sets are independent trajectories). With
+    ``workers <= 1`` the jobs run here, one after the other, exactly as ``p_siren`` would.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be a positive number of processes, got {workers}")
+    for job in jobs:
+        missing, unknown = {"dataset", "seed", "levels"} - set(job), set(job) - set(_JOB_FIELDS)
+        if missing or unknown:
+            raise ValueError(f"a p-SIREN job has the fields {_JOB_FIELDS} (the first three required); "
+                             f"missing {sorted(missing)}, unknown {sorted(unknown)}")
+    device = str(device or default_device())
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            _p_siren_job(job, device)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a forked child cannot use CUDA once the parent has touched it
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_p_siren_job, job, device, False) for job in jobs]
+        for job, future in zip(jobs, futures):
+            try:
+                future.result()
+            except Exception as err:
+                raise RuntimeError(f"p-SIREN job {job['dataset']} seed {job['seed']} failed: {err}") from err
+
+
+_JOB_FIELDS = ("dataset", "seed", "levels", "config", "train_size", "rate_levels")
+
+
+def _p_siren_job(job: dict, device: str, progress: bool = True) -> None:
+    from .data import load_splits
+
+    data = load_splits(job["dataset"], train_size=job.get("train_size"), device=device, download=True)
+    p_siren(data, job["levels"], seed=job["seed"], config=job.get("config"), device=device,
+            progress=progress, rate_levels=job.get("rate_levels"))
 
 
 # Fig. 2a's 15 levels, plus 90 %: the paper's reference network for everything that follows.

@@ -292,3 +292,27 @@ def test_evaluator_follows_moves_as_a_fresh_one_would(name, kwargs, scale):
     for mine, theirs in zip(replayed.a + replayed.z + [replayed.logits], ev.a + ev.z + [ev.logits]):
         assert torch.equal(mine, theirs)
     assert torch.equal(replayed.base_correct, ev.base_correct)
+
+
+@pytest.mark.parametrize("name,kwargs", [("mnist_net", {}), ("mnist_net", {"clamp_output": True}), ("car_net", {})])
+@pytest.mark.parametrize("scale", [0.03, 2.0])  # linear range / saturated, with exact ties among the logits
+def test_output_layer_accuracy_without_logits_equals_the_logits_argmax(name, kwargs, scale):
+    """Accuracy alone, for the output layer, comes from the top three logits per image instead of
+    all new logits: it must give exactly the predictions of the full logits (ties included), also
+    after moves and across image chunks."""
+    net = ternary_net(name, scale=scale, **kwargs)
+    data = data_for(net, n=80)
+    for chunk_elems in (None, 3000):
+        ev = NeighbourEvaluator(net, data, chunk_elems=chunk_elems)
+        for move in range(3):
+            swaps = sample_neighbours(net, "fc", 40, seed=move)
+            same = _same_channel_swaps(net, "fc", 6)
+            swaps = Swaps("fc", torch.cat([swaps.src, same.src]), torch.cat([swaps.dst, same.dst]))
+            acc = ev.evaluate(swaps, batch_size=17)
+            ref = _reference_logits(net, data, swaps)
+            assert torch.equal(acc, (ref.argmax(-1) == data.y).double().mean(1))
+            src, dst = int(swaps.src[0]), int(swaps.dst[0])
+            apply_swap(net, "fc", src, dst)
+            ev.apply_swap("fc", src, dst)
+    if scale == 2.0 and kwargs.get("clamp_output"):
+        assert (ev.logits == 1.0).sum(1).gt(1).any()  # the saturated case really has ties

@@ -89,3 +89,33 @@ def test_shift_augmentation_moves_each_image_within_its_range(tiny_mnist_like):
                       progress=False)[50.0]
     check_sparse_ternary(shifted.model, 50)
     assert not _same(plain.model, shifted.model)
+
+
+def test_parallel_jobs_fill_the_cache_that_p_siren_then_reads(monkeypatch):
+    from aann import psiren
+    from aann.data import load_splits
+    from aann.psiren import p_siren_parallel
+
+    cfg = PSirenConfig(n1=1, n2=2, n3=0, n4=1, batch_size=64)
+    jobs = [dict(dataset="mnist", seed=s, levels=[50, 90], config=cfg, train_size=400) for s in (0, 1)]
+    p_siren_parallel(jobs, workers=2, device="cpu")  # two spawned processes
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("p_siren trained although the parallel jobs had cached every level")
+
+    monkeypatch.setattr(psiren, "train_epoch", no_training)
+    monkeypatch.setattr(psiren, "fine_tune", no_training)
+    data = load_splits("mnist", train_size=400)
+    for s in (0, 1):
+        runs = p_siren(data, [50, 90], seed=s, config=cfg)
+        for p, run in runs.items():
+            check_sparse_ternary(run.model, p)
+
+
+def test_parallel_jobs_are_checked_before_anything_runs():
+    from aann.psiren import p_siren_parallel
+
+    with pytest.raises(ValueError, match="positive number of processes"):
+        p_siren_parallel([], workers=0)
+    with pytest.raises(ValueError, match=r"missing \['levels'\], unknown \['sed'\]"):
+        p_siren_parallel([dict(dataset="mnist", sed=0, seed=0)], workers=2)
