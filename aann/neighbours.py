@@ -177,7 +177,7 @@ def _check_temperature(t) -> None:
 
 
 def _cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
-    """$\sum_i -\log \mathrm{softmax}(z_i / T)_{y_i}$ over the images of ``logits`` [B, n, classes]: [B]."""
+    r"""$\sum_i -\log \mathrm{softmax}(z_i / T)_{y_i}$ over the images of ``logits`` [B, n, classes]: [B]."""
     z = logits / temperature
     return (torch.logsumexp(z, -1) - z.gather(-1, y.view(1, -1, 1).expand(len(z), -1, 1)).squeeze(-1)).sum(-1)
 
@@ -347,7 +347,7 @@ class NeighbourEvaluator:
 
     def evaluate(self, swaps: Swaps, return_logits: bool = False, batch_size: int = 256,
                  progress: bool = False, loss_temperature: float | None = None):
-        """Accuracy of every neighbour in ``swaps`` (a float64 tensor [B], on the evaluator's
+        r"""Accuracy of every neighbour in ``swaps`` (a float64 tensor [B], on the evaluator's
         device). With ``loss_temperature`` $T$, also each neighbour's mean cross-entropy of
         $\mathrm{softmax}(z / T)$ on the labels ([B], see :meth:`base_loss`); with
         ``return_logits``, also the logits [B, N, classes] (memory grows with B * N). Returned in
@@ -367,7 +367,7 @@ class NeighbourEvaluator:
         return out if len(out) > 1 else acc
 
     def base_loss(self, temperature: float) -> float:
-        """The network's mean cross-entropy of $\mathrm{softmax}(z / T)$ on the labels, computed as
+        r"""The network's mean cross-entropy of $\mathrm{softmax}(z / T)$ on the labels, computed as
         the neighbours' is (float64): SENSE's smooth fitness (``aann.sense``)."""
         _check_temperature(temperature)
         return (_cross_entropy_sum(self.logits.unsqueeze(0), self.y, temperature)[0] / len(self.y)).item()

@@ -302,17 +302,16 @@ def test_output_layer_accuracy_without_logits_equals_the_logits_argmax(name, kwa
     after moves and across image chunks."""
     net = ternary_net(name, scale=scale, **kwargs)
     data = data_for(net, n=80)
-    for chunk_elems in (None, 3000):
-        ev = NeighbourEvaluator(net, data, chunk_elems=chunk_elems)
-        for move in range(3):
-            swaps = sample_neighbours(net, "fc", 40, seed=move)
-            same = _same_channel_swaps(net, "fc", 6)
-            swaps = Swaps("fc", torch.cat([swaps.src, same.src]), torch.cat([swaps.dst, same.dst]))
-            acc = ev.evaluate(swaps, batch_size=17)
-            ref = _reference_logits(net, data, swaps)
-            assert torch.equal(acc, (ref.argmax(-1) == data.y).double().mean(1))
-            src, dst = int(swaps.src[0]), int(swaps.dst[0])
-            apply_swap(net, "fc", src, dst)
+    evaluators = [NeighbourEvaluator(net, data, chunk_elems=c) for c in (None, 3000)]  # one chunk / several
+    for move in range(3):
+        swaps = sample_neighbours(net, "fc", 24, seed=move)
+        same = _same_channel_swaps(net, "fc", 6)
+        swaps = Swaps("fc", torch.cat([swaps.src, same.src]), torch.cat([swaps.dst, same.dst]))
+        ref_acc = (_reference_logits(net, data, swaps).argmax(-1) == data.y).double().mean(1)
+        src, dst = int(swaps.src[0]), int(swaps.dst[0])
+        apply_swap(net, "fc", src, dst)
+        for ev in evaluators:
+            assert torch.equal(ev.evaluate(swaps, batch_size=17), ref_acc)
             ev.apply_swap("fc", src, dst)
     if scale == 2.0 and kwargs.get("clamp_output"):
         assert (ev.logits == 1.0).sum(1).gt(1).any()  # the saturated case really has ties

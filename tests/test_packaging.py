@@ -1,7 +1,9 @@
-"""environment.yml and pyproject.toml's extras must list the same dependencies."""
+"""Packaging: environment.yml and pyproject.toml's extras list the same dependencies; the sources
+compile cleanly on newer Pythons."""
 
 import re
 import tomllib
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,3 +24,12 @@ def test_environment_yml_matches_extras():
 
 def test_no_notebooks_in_book():
     assert not list((ROOT / "book").glob("*.ipynb"))
+
+
+def test_sources_have_no_invalid_escape_sequences():
+    """Python 3.12 warns about an invalid escape such as "\\s" in a plain string (LaTeX in a
+    docstring) and later versions will refuse it: such strings must be raw."""
+    for path in sorted([*ROOT.glob("aann/*.py"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("tests/*.py")]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # DeprecationWarning (3.11) / SyntaxWarning (3.12+)
+            compile(path.read_text(), str(path), "exec")
