@@ -211,6 +211,7 @@ class NeighbourEvaluator:
         self.chunk_elems = chunk_elems
         self._pad_cache: dict[int, torch.Tensor] = {}
         self._buffers: dict[str, torch.Tensor] = {}  # see _buffer
+        self._top3_cache = None  # see _top3
         with torch.no_grad():
             self.weights = [s.layer.effective_weight().detach().to(dtype) for s in self.stages]
             self.biases = [None if s.layer.bias is None else s.layer.bias.detach().to(dtype) for s in self.stages]
@@ -474,7 +475,7 @@ class NeighbourEvaluator:
     def _top3(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each image's three largest logits and their classes [N, 3], ordered as ``argmax`` ranks
         them (value, then lower index first); -inf and index = classes pad fewer than 3 classes."""
-        cached = getattr(self, "_top3_cache", None)
+        cached = self._top3_cache
         if cached is None or cached[0] is not self.logits:  # a move replaces the logits tensor
             order = torch.sort(-self.logits, dim=1, stable=True).indices[:, :3]  # stable: ties by index
             values, pad = self.logits.gather(1, order), 3 - order.shape[1]

@@ -196,7 +196,7 @@ def p_siren_parallel(jobs: list[dict], workers: int, device=None) -> None:
     rate_levels=...)`` (the last three optional). Why processes: the book's nets are small, so one
     training loop spends most of its time in Python issuing kernels and leaves a GPU mostly idle;
     several loops side by side fill it (seeds and data sets are independent trajectories). With
-    ``workers <= 1`` the jobs run here, one after the other, exactly as ``p_siren`` would.
+    ``workers == 1`` the jobs run here, one after the other, exactly as ``p_siren`` would.
     """
     if workers < 1:
         raise ValueError(f"workers must be a positive number of processes, got {workers}")
@@ -259,7 +259,6 @@ def reference_network(dataset: str, level: float, profile: str, seed: int = 0, d
     """The p-SIREN network of the book's chapter on sparse ternary networks at ``level`` (trained
     there, loaded here from the cache; trained now if the cache lacks it)."""
     from .data import load_splits
-    from .runtime import default_device
 
     budget = reference_budget(profile, seed)
     device = device or default_device()
