@@ -377,15 +377,16 @@ class NeighbourEvaluator:
     def _evaluate_batch(self, k: int, swaps: Swaps, return_logits: bool, temperature: float | None = None):
         N = len(self.y)
         out_ch, in_idx, delta = self._delta_weight_channels(k, swaps)
-        if k + 1 == len(self.stages):
-            step = self._output_layer_steps(k, out_ch, in_idx, delta)
-        else:
-            step = self._hidden_layer_steps(k, swaps, out_ch, in_idx, delta)
         correct = torch.zeros(len(swaps), dtype=torch.long, device=self.device)
-        if k + 1 == len(self.stages) and temperature is None and not return_logits:
+        output_layer = k + 1 == len(self.stages)
+        if output_layer and temperature is None and not return_logits:  # predictions suffice
             for r, pred in self._output_layer_predictions(k, out_ch, in_idx, delta):
                 correct += (pred == self.y[r]).sum(1)
             return correct.to(torch.float64) / N, None, None
+        if output_layer:
+            step = self._output_layer_steps(k, out_ch, in_idx, delta)
+        else:
+            step = self._hidden_layer_steps(k, swaps, out_ch, in_idx, delta)
         loss = None if temperature is None else torch.zeros(len(swaps), dtype=self.dtype, device=self.device)
         all_logits = []
         for r, out in step:  # logits [B, n, classes] of every neighbour on the images r
