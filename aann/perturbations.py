@@ -24,7 +24,9 @@ the network once up to the layer, computes the layer's output for $K$ perturbed 
 outputs on through the rest of the network as one batch of $K \times n$ images. That is exact for
 any network whose path from the layer to the output handles each image separately (every
 feed-forward net of this book, torchvision's AlexNet and VGG); a skip connection around the layer
-would break it, and then ``copies_per_pass=1`` still works.
+would break it, and then ``copies_per_pass=1`` still works. A node knockout does not even compute
+the layer: its output is the clean one (recorded in the pass that gives the shared prefix) with the
+knocked-out units set to 0.
 """
 
 from __future__ import annotations
@@ -253,6 +255,27 @@ def _stacked_forward(layer: nn.Module, weights: torch.Tensor, biases: torch.Tens
     return forward
 
 
+def _knocked_out_forward(clean: torch.Tensor, keep: torch.Tensor, unit_dim: int):
+    """A forward for a node knockout that computes nothing: the layer's clean output on this batch,
+    ``clean``, K times, stacked copy-major as :func:`_stacked_forward` stacks them, copy k with the
+    units where ``keep[k]`` is False set to 0. A unit without weights and bias outputs exactly 0
+    and every other unit keeps its weights, hence its clean output: the layer's share of the pass is
+    saved (the same convolution shape, so the same kernels and the same rounding)."""
+    shape = [1] * clean.dim()
+    shape[unit_dim] = -1
+
+    def forward(self, x):
+        return torch.cat([torch.where(k.view(shape), clean, 0.0) for k in keep])  # keeps the memory format
+
+    return forward
+
+
+def _kept_units(weights: torch.Tensor, biases: torch.Tensor | None) -> torch.Tensor:
+    """(K, units) bool: False where copy k's unit has no weight and no bias left (knocked out)."""
+    alive = weights.flatten(2).ne(0).any(-1)
+    return alive if biases is None else alive | biases.ne(0)
+
+
 def _output_sizes(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     """Elements per image of every weight layer's output (one forward of one image)."""
     sizes, handles = {}, []
@@ -267,8 +290,14 @@ def _output_sizes(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
 
 
 @contextmanager
-def _stacked(layer: nn.Module, weights, biases):
-    layer.forward = types.MethodType(_stacked_forward(layer, weights, biases), layer)
+def _stacked(layer: nn.Module, weights, biases, clean: torch.Tensor | None = None):
+    """``layer`` computes K perturbed copies at once; from ``clean`` (its clean output on this
+    batch) when every copy is a node knockout."""
+    if clean is None:
+        forward = _stacked_forward(layer, weights, biases)
+    else:
+        forward = _knocked_out_forward(clean, _kept_units(weights, biases), 1 if isinstance(layer, nn.Conv2d) else -1)
+    layer.forward = types.MethodType(forward, layer)
     try:
         yield
     finally:
@@ -285,14 +314,19 @@ class _PrefixMemo:
     def __init__(self, model: nn.Module):
         self.leaves = {name: m for name, m in model.named_modules() if name and not any(True for _ in m.children())}
         self.outputs: dict[str, torch.Tensor] = {}
+        self.copies: dict[str, torch.Tensor] = {}
         self.order: list[str] = []
 
-    def record(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        self.outputs, self.order = {}, []
+    def record(self, model: nn.Module, x: torch.Tensor, keep_copies: frozenset = frozenset()) -> torch.Tensor:
+        """The clean pass; the outputs of the leaves named in ``keep_copies`` are also kept as copies,
+        safe from any in-place operation that follows them (an in-place activation)."""
+        self.outputs, self.copies, self.order = {}, {}, []
 
         def save(name, output):
             self.order.append(name)
             self.outputs[name] = output
+            if name in keep_copies and isinstance(output, torch.Tensor):
+                self.copies[name] = output.clone()
 
         hooks = [m.register_forward_hook(lambda mod, i, o, name=name: save(name, o)) for name, m in self.leaves.items()]
         try:
@@ -300,6 +334,11 @@ class _PrefixMemo:
         finally:
             for h in hooks:
                 h.remove()
+
+    def clean_output(self, layer: str) -> torch.Tensor | None:
+        """The copy of the layer's output in the clean pass, if it was asked for and the layer ran
+        once."""
+        return self.copies.get(layer) if self.order.count(layer) == 1 else None
 
     @contextmanager
     def skipping_before(self, layer: str):
@@ -326,7 +365,8 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
     float rounding in the batched products. ``data``: a Split (cut into ``batch_size`` images) or an
     iterable of (x, y) batches, read once. Per batch, the clean network runs once and every leaf
     module's output is kept; a pass that perturbs layer L replays the leaves before L from that
-    record (``_PrefixMemo``) and computes only from L on. Per batch of n images and per layer, faults go through in
+    record (``_PrefixMemo``) and computes only from L on; a node knockout of L reuses L's recorded
+    output (a copy taken in the clean pass) with its units zeroed. Per batch of n images and per layer, faults go through in
     groups of K copies, as many as keep the layer's stacked output within ``max_activation_elements``
     (and at most ``copies_per_pass``, and at most ``max_weight_bytes`` of perturbed weights): the
     shared prefix pays off for upper layers, while for the first layers, whose output is large and
@@ -349,6 +389,8 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
         if not f.is_identity:
             by_layer[f.layer].append(i)
     identity = [i for i, f in enumerate(faults) if f.is_identity]
+    node_layers = frozenset(faults[i].layer for idx in by_layer.values() for i in idx
+                            if faults[i].treatment == "node_knockout")
     # the perturbed weights are drawn once, up front (on the CPU, from each fault's own seed)
     weights = {i: fault_weights(model, faults[i], seed) for idx in by_layer.values() for i in idx}
     device = next(model.parameters()).device
@@ -365,7 +407,7 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
         n_seen += n
         if out_size is None:
             out_size = _output_sizes(model, x[:1])
-        clean = memo.record(model, x)
+        clean = memo.record(model, x, node_layers)
         if identity:
             hits[identity] += _hits(clean, y, topk)
         for name, idx in by_layer.items():
@@ -375,8 +417,12 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
             k_max = max(1, min(max_activation_elements // (n * out_size[name]), max_weight_bytes // max(per_copy, 1)))
             if copies_per_pass is not None:
                 k_max = max(1, min(k_max, copies_per_pass))
-            for start in range(0, len(idx), k_max):
-                group = idx[start:start + k_max]
+            # node knockouts need not compute the layer: its clean output with units zeroed (in
+            # groups of their own, so that a group is all of one kind)
+            clean_out = memo.clean_output(name)
+            nodes = {i for i in idx if faults[i].treatment == "node_knockout"} if clean_out is not None else set()
+            kinds = ([i for i in idx if i in nodes], [i for i in idx if i not in nodes])
+            for group in [kind[j:j + k_max] for kind in kinds for j in range(0, len(kind), k_max)]:
                 key = (name, group[0], len(group))
                 w, b = stacks.get(key) or (
                     torch.stack([weights[i][0] for i in group]).to(device),
@@ -384,7 +430,7 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
                 if key not in stacks and stacked_bytes + per_copy * len(group) <= max_weight_bytes:
                     stacks[key] = (w, b)  # the same groups recur batch after batch: stack them once
                     stacked_bytes += per_copy * len(group)
-                with memo.skipping_before(name), _stacked(layer, w, b):
+                with memo.skipping_before(name), _stacked(layer, w, b, clean_out if group[0] in nodes else None):
                     try:
                         out = model(x)
                     except RuntimeError as err:

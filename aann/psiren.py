@@ -195,8 +195,14 @@ def p_siren_parallel(jobs: list[dict], workers: int, device=None) -> None:
     Each job is ``dict(dataset=..., seed=..., levels=..., config=..., train_size=...,
     rate_levels=...)`` (the last three optional). Why processes: the book's nets are small, so one
     training loop spends most of its time in Python issuing kernels and leaves a GPU mostly idle;
-    several loops side by side fill it (seeds and data sets are independent trajectories). With
-    ``workers == 1`` the jobs run here, one after the other, exactly as ``p_siren`` would.
+    several loops side by side fill it (seeds and data sets are independent trajectories). On a
+    CPU the cores are split between the processes (``torch.get_num_threads() // workers`` threads
+    each): two one-thread loops side by side do more than one loop on two threads, whose small
+    kernels scale poorly (benchmarks/bench_psiren_workers.py). With ``workers == 1`` the jobs run
+    here, one after the other, exactly as ``p_siren`` would.
+
+    CPU training rounds differently with a different number of threads, so a network trained in a
+    worker equals one trained in the notebook only up to float rounding; each is reproducible.
     """
     if workers < 1:
         raise ValueError(f"workers must be a positive number of processes, got {workers}")
@@ -210,12 +216,14 @@ def p_siren_parallel(jobs: list[dict], workers: int, device=None) -> None:
         for job in jobs:
             _p_siren_job(job, device)
         return
+    workers = min(workers, len(jobs))
+    threads = max(1, torch.get_num_threads() // workers) if torch.device(device).type == "cpu" else None
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: a forked child cannot use CUDA once the parent has touched it
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_p_siren_job, job, device, False) for job in jobs]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_p_siren_job, job, device, False, threads) for job in jobs]
         for job, future in zip(jobs, futures):
             try:
                 future.result()
@@ -226,9 +234,11 @@ def p_siren_parallel(jobs: list[dict], workers: int, device=None) -> None:
 _JOB_FIELDS = ("dataset", "seed", "levels", "config", "train_size", "rate_levels")
 
 
-def _p_siren_job(job: dict, device: str, progress: bool = True) -> None:
+def _p_siren_job(job: dict, device: str, progress: bool = True, threads: int | None = None) -> None:
     from .data import load_splits
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     data = load_splits(job["dataset"], train_size=job.get("train_size"), device=device, download=True)
     p_siren(data, job["levels"], seed=job["seed"], config=job.get("config"), device=device,
             progress=progress, rate_levels=job.get("rate_levels"))

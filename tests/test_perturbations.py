@@ -157,6 +157,34 @@ def test_sweep_computes_the_shared_prefix_once_per_batch():
     assert "forward" not in vars(net.count) and "forward" not in vars(net.fc1)  # nothing left patched
 
 
+def _no_layer_computation(*args, **kwargs):
+    raise AssertionError("a perturbed layer was computed")
+
+
+def test_node_knockouts_reuse_the_clean_layer_output(alexnet, images, monkeypatch):
+    from aann import perturbations
+
+    faults = faults_grid(["conv1", "conv4", "dense2"], ["node_knockout"], {"node_knockout": [0.3, 1.0]}, repeats=2)
+    slow = naive_sweep(alexnet, images, faults)
+    monkeypatch.setattr(perturbations, "_stacked_forward", _no_layer_computation)
+    np.testing.assert_array_equal(sweep(alexnet, images, faults, progress=False), slow)
+
+
+def test_node_knockouts_are_exact_after_an_in_place_activation(monkeypatch):
+    """An in-place activation after the layer overwrites its output in the clean pass: the sweep
+    must start from a copy taken before (reusing the overwritten tensor would apply the ELU twice)."""
+    from aann import perturbations
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ELU(inplace=True), torch.nn.Linear(16, 4)).eval()
+    g = torch.Generator().manual_seed(5)
+    data = Split(torch.randn(50, 8, generator=g), torch.randint(0, 4, (50,), generator=g))
+    faults = faults_grid(["0"], ["node_knockout"], {"node_knockout": [0.25, 0.5]}, repeats=3)
+    monkeypatch.setattr(perturbations, "_stacked_forward", _no_layer_computation)
+    fast = sweep(net, data, faults, topk=(1,), progress=False)
+    np.testing.assert_array_equal(fast, naive_sweep(net, data, faults, topk=(1,)))
+
+
 def test_batched_sweep_on_a_ternary_net_and_in_any_order(ternary_net):
     g = torch.Generator().manual_seed(2)
     data = Split(torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g))
