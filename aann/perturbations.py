@@ -395,7 +395,7 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
     weights = {i: fault_weights(model, faults[i], seed) for idx in by_layer.values() for i in idx}
     device = next(model.parameters()).device
     memo = _PrefixMemo(model)
-    stacks, stacked_bytes = {}, 0  # (layer, first fault, size) -> the group's stacked weights, on the device
+    stacks, stacked_bytes = {}, 0  # (layer, the group's faults) -> their stacked weights, on the device
     hits = torch.zeros(len(faults), len(topk), dtype=torch.long, device=device)
     n_seen, out_size = 0, None
     n_batches = -(-len(data) // batch_size) if isinstance(data, Split) else (len(data) if hasattr(data, "__len__") else None)
@@ -423,7 +423,7 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
             nodes = {i for i in idx if faults[i].treatment == "node_knockout"} if clean_out is not None else set()
             kinds = ([i for i in idx if i in nodes], [i for i in idx if i not in nodes])
             for group in [kind[j:j + k_max] for kind in kinds for j in range(0, len(kind), k_max)]:
-                key = (name, group[0], len(group))
+                key = (name, tuple(group))
                 w, b = stacks.get(key) or (
                     torch.stack([weights[i][0] for i in group]).to(device),
                     None if layer.bias is None else torch.stack([weights[i][1] for i in group]).to(device))
