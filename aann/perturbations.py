@@ -290,13 +290,8 @@ def _output_sizes(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
 
 
 @contextmanager
-def _stacked(layer: nn.Module, weights, biases, clean: torch.Tensor | None = None):
-    """``layer`` computes K perturbed copies at once; from ``clean`` (its clean output on this
-    batch) when every copy is a node knockout."""
-    if clean is None:
-        forward = _stacked_forward(layer, weights, biases)
-    else:
-        forward = _knocked_out_forward(clean, _kept_units(weights, biases), 1 if isinstance(layer, nn.Conv2d) else -1)
+def _patched(layer: nn.Module, forward):
+    """``layer`` runs ``forward`` (a :func:`_stacked_forward` or :func:`_knocked_out_forward`)."""
     layer.forward = types.MethodType(forward, layer)
     try:
         yield
@@ -394,6 +389,8 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
     # the perturbed weights are drawn once, up front (on the CPU, from each fault's own seed)
     weights = {i: fault_weights(model, faults[i], seed) for idx in by_layer.values() for i in idx}
     device = next(model.parameters()).device
+    kept = {i: _kept_units(w[None], None if b is None else b[None])[0].to(device)  # node knockouts' units
+            for i, (w, b) in weights.items() if faults[i].treatment == "node_knockout"}
     memo = _PrefixMemo(model)
     stacks, stacked_bytes = {}, 0  # (layer, the group's faults) -> their stacked weights, on the device
     hits = torch.zeros(len(faults), len(topk), dtype=torch.long, device=device)
@@ -423,14 +420,19 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
             nodes = {i for i in idx if faults[i].treatment == "node_knockout"} if clean_out is not None else set()
             kinds = ([i for i in idx if i in nodes], [i for i in idx if i not in nodes])
             for group in [kind[j:j + k_max] for kind in kinds for j in range(0, len(kind), k_max)]:
-                key = (name, tuple(group))
-                w, b = stacks.get(key) or (
-                    torch.stack([weights[i][0] for i in group]).to(device),
-                    None if layer.bias is None else torch.stack([weights[i][1] for i in group]).to(device))
-                if key not in stacks and stacked_bytes + per_copy * len(group) <= max_weight_bytes:
-                    stacks[key] = (w, b)  # the same groups recur batch after batch: stack them once
-                    stacked_bytes += per_copy * len(group)
-                with memo.skipping_before(name), _stacked(layer, w, b, clean_out if group[0] in nodes else None):
+                if group[0] in nodes:  # the knocked-out units' masks, not the weights
+                    forward = _knocked_out_forward(clean_out, torch.stack([kept[i] for i in group]),
+                                                   1 if isinstance(layer, nn.Conv2d) else -1)
+                else:
+                    key = (name, tuple(group))
+                    w, b = stacks.get(key) or (
+                        torch.stack([weights[i][0] for i in group]).to(device),
+                        None if layer.bias is None else torch.stack([weights[i][1] for i in group]).to(device))
+                    if key not in stacks and stacked_bytes + per_copy * len(group) <= max_weight_bytes:
+                        stacks[key] = (w, b)  # the same groups recur batch after batch: stack them once
+                        stacked_bytes += per_copy * len(group)
+                    forward = _stacked_forward(layer, w, b)
+                with memo.skipping_before(name), _patched(layer, forward):
                     try:
                         out = model(x)
                     except RuntimeError as err:
