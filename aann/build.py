@@ -1,6 +1,6 @@
 """Execute the book's chapters headlessly with papermill and render the site with Jupyter Book 1.
 
-    python -m aann.build execute [--profile quick|full] [chapter ...]
+    python -m aann.build execute [--profile quick|full] [--jobs N] [chapter ...]
     python -m aann.build site
 
 A chapter is a MyST-markdown notebook in ``book/`` (a ``.md`` with a ``kernelspec`` header).
@@ -9,13 +9,20 @@ papermill (the ``profile`` parameter injected) into ``_build/executed/<chapter>.
 cell fails the command. ``site`` stages ``book/`` with the executed notebooks in place of their
 sources under ``_build/site_src`` and builds it with warnings as errors into ``_build/html``. So
 the site shows exactly the outputs papermill produced, and no ``.ipynb`` ever lands in ``book/``.
+
+On a CPU, ``execute`` runs two chapters side by side (``--jobs``), each on its share of the cores:
+these small networks use one core almost as well as two, so two chapters on one core each finish
+well before the same two one after the other on two cores. A chapter that starts from networks
+another chapter trains (``NEEDS``) waits for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +43,15 @@ def is_notebook(path: Path) -> bool:
         return False
     header = text.split("---", 2)[1]
     return "kernelspec:" in header
+
+
+# Chapters that start from networks another chapter trains and caches (p-SIREN's reference networks,
+# `aann.psiren.reference_network`): they run after it, or they would train the same networks again.
+NEEDS = {
+    "architecture_manifold": ("sparse_ternary",),
+    "sense": ("sparse_ternary",),
+    "robustness": ("sparse_ternary",),
+}
 
 
 def chapters() -> list[str]:
@@ -82,6 +98,105 @@ def execute(chapter: str, profile: str, log_output: bool = False, parameters: di
     )
     print(f"{chapter}: executed ({profile}) in {time.time() - start:.0f} s -> {executed}")
     return executed
+
+
+def default_jobs() -> int:
+    """Chapters executed side by side: 1 on a GPU (each chapter there already fills it with parallel
+    work), else 2 where there are at least 2 cores."""
+    import torch
+
+    if torch.cuda.is_available() or os.environ.get("AANN_DEVICE", "").startswith("cuda"):
+        return 1
+    return min(2, os.cpu_count() or 1)
+
+
+def execute_all(names: list[str], profile: str, jobs: int, parameters: dict | None = None) -> dict[str, str | None]:
+    """Execute ``names`` in ``jobs`` lanes; return ``{chapter: None}`` for each success and the
+    reason for each failure. Nothing is left out silently: a chapter whose ``NEEDS`` failed is
+    itself reported as failed.
+
+    A free lane takes the first chapter, in ``names``' order, whose needs have succeeded.
+    ``jobs == 1`` executes in this process, streaming each cell's output. Otherwise
+    each chapter runs as ``python -m aann.build execute <chapter>`` in a subprocess with its output
+    in ``_build/logs/<chapter>.log`` and ``cpu_count // jobs`` threads (``OMP_NUM_THREADS``).
+    """
+    import shlex
+
+    profile = check_profile(profile)
+    unknown = sorted(set(names) - set(chapters()))
+    if unknown:
+        raise ValueError(f"unknown chapters {unknown}; chapters: {', '.join(chapters())}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be a positive number of lanes, got {jobs}")
+    outcome: dict[str, str | None] = {}
+    pending = list(names)
+    if jobs == 1:
+        while ready := _ready(pending, outcome, names):
+            name = ready[0]
+            pending.remove(name)
+            try:
+                execute(name, profile, log_output=True, parameters=parameters)
+                outcome[name] = None
+            except Exception as err:  # reported, and the remaining chapters still run
+                outcome[name] = f"{type(err).__name__}: {err}"
+        if pending:
+            raise RuntimeError(f"cannot schedule {pending}: their NEEDS wait on each other ({NEEDS})")
+        return outcome
+
+    logs = build_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    extra = [a for k, v in (parameters or {}).items() for a in ("-p", f"{k}={v!r}")]
+    running = {}
+    print(f"executing {len(names)} chapters ({profile}) in {jobs} lanes of {threads} threads; logs in {logs}")
+    try:
+        while pending or running:
+            ready = _ready(pending, outcome, names)
+            while ready and len(running) < jobs:
+                name = ready.pop(0)
+                pending.remove(name)
+                cmd = [sys.executable, "-m", "aann.build", "execute", name, "--profile", profile, "--jobs", "1", *extra]
+                log = open(logs / f"{name}.log", "w")
+                # a session of its own, so that an interrupt can stop the chapter's kernel with it
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=project_root(),
+                                        start_new_session=True)
+                running[name] = (proc, log, time.time())
+                print(f"  {name}: started ({shlex.join(cmd[1:])})", flush=True)
+            if pending and not running:
+                raise RuntimeError(f"cannot schedule {pending}: their NEEDS wait on each other ({NEEDS})")
+            time.sleep(1)
+            for name, (proc, log, start) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[name]
+                path = logs / f"{name}.log"
+                if proc.returncode == 0:
+                    outcome[name] = None
+                    print(f"  {name}: done in {time.time() - start:.0f} s", flush=True)
+                else:
+                    tail = path.read_text(errors="replace")[-4000:]
+                    outcome[name] = f"exit status {proc.returncode}; the end of {path}:\n{tail}"
+                    print(f"  {name}: FAILED after {time.time() - start:.0f} s, see {path}", flush=True)
+    finally:
+        for proc, log, _ in running.values():  # interrupted: stop what still runs
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            log.close()
+    return outcome
+
+
+def _ready(pending: list[str], outcome: dict, names: list[str]) -> list[str]:
+    """The pending chapters, in order, whose needs among ``names`` have succeeded; a chapter whose
+    needs failed leaves ``pending`` with that reason in ``outcome``."""
+    for name in list(pending):
+        failed = [n for n in NEEDS.get(name, ()) if outcome.get(n)]
+        if failed:
+            pending.remove(name)
+            outcome[name] = f"not run: it needs {', '.join(failed)}, which failed"
+    return [n for n in pending if all(outcome.get(d, "") is None for d in NEEDS.get(n, ()) if d in names)]
 
 
 MATHJAX = "mathjax@3.2.2"
@@ -171,6 +286,8 @@ def main(argv=None) -> None:
     ex.add_argument("--profile", default=os.environ.get("PROFILE") or None)
     ex.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                     help="another notebook parameter; VALUE is a Python literal, e.g. -p levels=[90,95]")
+    ex.add_argument("-j", "--jobs", type=int, default=None,
+                    help="chapters side by side (default: 1 on a GPU, 2 on a CPU with 2 or more cores)")
     sub.add_parser("site", help="render _build/html from the executed chapters")
     sub.add_parser("list", help="list the chapters")
     args = parser.parse_args(argv)
@@ -179,8 +296,13 @@ def main(argv=None) -> None:
     elif args.command == "execute":
         profile = args.profile or default_profile()
         extra = dict(_parse_parameter(p) for p in args.parameter)
-        for chapter in args.chapters or chapters():
-            execute(chapter, profile, log_output=True, parameters=extra)
+        jobs = args.jobs or default_jobs()
+        outcome = execute_all(args.chapters or chapters(), profile, jobs, parameters=extra)
+        failed = {name: why for name, why in outcome.items() if why}
+        for name, why in failed.items():
+            print(f"{name} failed: {why}", file=sys.stderr)
+        if failed:
+            raise SystemExit(f"{len(failed)} of {len(outcome)} chapters failed: {', '.join(failed)}")
     else:
         build_site()
 

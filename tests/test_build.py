@@ -1,0 +1,74 @@
+"""The chapter scheduler of ``aann.build``, on a tiny book of its own (real papermill, real kernels)."""
+
+import pytest
+
+from aann import build
+
+HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# {title}
+
+```{{code-cell}} ipython3
+:tags: [parameters]
+
+profile = "quick"
+```
+
+```{{code-cell}} ipython3
+{code}
+```
+"""
+
+CHAPTERS = {
+    "first": "import time\ntime.sleep(2)  # long enough that `second` would start early if it did not wait\n"
+             "open('first.txt', 'w').write(profile)",
+    "second": "assert open('first.txt').read() == profile, 'ran before first'",
+    "broken": "raise ValueError('broken on purpose')",
+    "after_broken": "open('after_broken.txt', 'w').write('ran')",
+}
+
+
+@pytest.fixture
+def tiny_book(tmp_path, monkeypatch):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# A tiny book\n")
+    for name, code in CHAPTERS.items():
+        (tmp_path / "book" / f"{name}.md").write_text(HEADER.format(title=name, code=code))
+    toc = "format: jb-book\nroot: intro\nparts:\n  - caption: All\n    chapters:\n"
+    toc += "".join(f"      - file: {name}\n" for name in CHAPTERS)
+    (tmp_path / "_toc.yml").write_text(toc)
+    monkeypatch.setenv("AANN_ROOT", str(tmp_path))  # the lanes' subprocesses see it too
+    monkeypatch.setattr(build, "NEEDS", {"second": ("first",), "after_broken": ("broken",)})
+    return tmp_path
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_execute_all_waits_for_needs_and_reports_every_failure(tiny_book, jobs):
+    # `second` comes first in the order asked: it must still wait for `first`
+    outcome = build.execute_all(["second", "broken", "first", "after_broken"], "quick", jobs=jobs)
+    assert outcome["first"] is None and outcome["second"] is None
+    assert "broken on purpose" in outcome["broken"]
+    assert outcome["after_broken"] == "not run: it needs broken, which failed"
+    assert not (tiny_book / "book" / "after_broken.txt").exists()
+    assert (tiny_book / "_build" / "executed" / "second.ipynb").is_file()
+    if jobs > 1:
+        assert "broken on purpose" in (tiny_book / "_build" / "logs" / "broken.log").read_text()
+
+
+def test_execute_all_rejects_bad_arguments(tiny_book):
+    with pytest.raises(ValueError, match="unknown chapters.*'nope'.*chapters: first, second"):
+        build.execute_all(["first", "nope"], "quick", jobs=2)
+    with pytest.raises(ValueError, match="jobs must be a positive number"):
+        build.execute_all(["first"], "quick", jobs=0)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        build.execute_all(["first"], "fast", jobs=1)
