@@ -10,10 +10,10 @@ cell fails the command. ``site`` stages ``book/`` with the executed notebooks in
 sources under ``_build/site_src`` and builds it with warnings as errors into ``_build/html``. So
 the site shows exactly the outputs papermill produced, and no ``.ipynb`` ever lands in ``book/``.
 
-On a CPU, ``execute`` runs two chapters side by side (``--jobs``), each on its share of the cores:
-these small networks use one core almost as well as two, so two chapters on one core each finish
-well before the same two one after the other on two cores. A chapter that starts from networks
-another chapter trains (``NEEDS``) waits for it.
+``execute --jobs N`` runs N chapters side by side, each in a subprocess on its share of the cores; a
+chapter that starts from networks another chapter trains (``NEEDS``) waits for it. The default is
+one at a time: on the 2-core CI machine two lanes were slower than one (the README's *Measured
+times*), since most chapters already keep both cores busy with processes of their own.
 """
 
 from __future__ import annotations
@@ -100,23 +100,14 @@ def execute(chapter: str, profile: str, log_output: bool = False, parameters: di
     return executed
 
 
-def default_jobs() -> int:
-    """Chapters executed side by side: 1 on a GPU (each chapter there already fills it with parallel
-    work), else 2 where there are at least 2 cores."""
-    import torch
-
-    if torch.cuda.is_available() or os.environ.get("AANN_DEVICE", "").startswith("cuda"):
-        return 1
-    return min(2, os.cpu_count() or 1)
-
-
-def execute_all(names: list[str], profile: str, jobs: int, parameters: dict | None = None) -> dict[str, str | None]:
+def execute_all(names: list[str], profile: str, jobs: int = 1, parameters: dict | None = None,
+                log_output: bool = True) -> dict[str, str | None]:
     """Execute ``names`` in ``jobs`` lanes; return ``{chapter: None}`` for each success and the
     reason for each failure. Nothing is left out silently: a chapter whose ``NEEDS`` failed is
     itself reported as failed.
 
     A free lane takes the first chapter, in ``names``' order, whose needs have succeeded.
-    ``jobs == 1`` executes in this process, streaming each cell's output. Otherwise
+    ``jobs == 1`` executes in this process (streaming each cell's output if ``log_output``). Otherwise
     each chapter runs as ``python -m aann.build execute <chapter>`` in a subprocess with its output
     in ``_build/logs/<chapter>.log`` and ``cpu_count // jobs`` threads (``OMP_NUM_THREADS``).
     """
@@ -135,7 +126,7 @@ def execute_all(names: list[str], profile: str, jobs: int, parameters: dict | No
             name = ready[0]
             pending.remove(name)
             try:
-                execute(name, profile, log_output=True, parameters=parameters)
+                execute(name, profile, log_output=log_output, parameters=parameters)
                 outcome[name] = None
             except Exception as err:  # reported, and the remaining chapters still run
                 outcome[name] = f"{type(err).__name__}: {err}"
@@ -286,8 +277,8 @@ def main(argv=None) -> None:
     ex.add_argument("--profile", default=os.environ.get("PROFILE") or None)
     ex.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                     help="another notebook parameter; VALUE is a Python literal, e.g. -p levels=[90,95]")
-    ex.add_argument("-j", "--jobs", type=int, default=None,
-                    help="chapters side by side (default: 1 on a GPU, 2 on a CPU with 2 or more cores)")
+    ex.add_argument("-j", "--jobs", type=int, default=1,
+                    help="chapters side by side, each on cpu_count / jobs threads (default: 1)")
     sub.add_parser("site", help="render _build/html from the executed chapters")
     sub.add_parser("list", help="list the chapters")
     args = parser.parse_args(argv)
@@ -296,8 +287,7 @@ def main(argv=None) -> None:
     elif args.command == "execute":
         profile = args.profile or default_profile()
         extra = dict(_parse_parameter(p) for p in args.parameter)
-        jobs = args.jobs or default_jobs()
-        outcome = execute_all(args.chapters or chapters(), profile, jobs, parameters=extra)
+        outcome = execute_all(args.chapters or chapters(), profile, args.jobs, parameters=extra)
         failed = {name: why for name, why in outcome.items() if why}
         for name, why in failed.items():
             print(f"{name} failed: {why}", file=sys.stderr)
