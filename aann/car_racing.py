@@ -269,9 +269,9 @@ def evaluate_driver(driver, seeds, max_steps: int = MAX_STEPS, workers: int = 1,
             out.append(_episode(job))
             bar.update(1)
     else:
-        import multiprocessing as mp
+        from .runtime import spawn_context
 
-        with mp.get_context("spawn").Pool(min(workers, len(seeds)), initializer=_one_thread) as pool:
+        with spawn_context().Pool(min(workers, len(seeds)), initializer=_one_thread) as pool:
             out = []
             for ep in pool.imap(_episode, jobs):
                 out.append(ep)

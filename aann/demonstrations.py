@@ -106,10 +106,11 @@ def generate(seeds, config: DemoConfig = DemoConfig(), workers: int | None = Non
         for s in todo:
             store(*_record_track(s, config))
     else:
-        import multiprocessing as mp
         from functools import partial
 
-        with mp.get_context("spawn").Pool(workers) as pool:
+        from .runtime import spawn_context
+
+        with spawn_context().Pool(workers) as pool:
             for result in pool.imap_unordered(partial(_record_track, config=config), todo):
                 store(*result)
     bar.close()

@@ -218,11 +218,11 @@ def p_siren_parallel(jobs: list[dict], workers: int, device=None) -> None:
         return
     workers = min(workers, len(jobs))
     threads = max(1, torch.get_num_threads() // workers) if torch.device(device).type == "cpu" else None
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: a forked child cannot use CUDA once the parent has touched it
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from .runtime import spawn_context
+
+    with ProcessPoolExecutor(workers, mp_context=spawn_context()) as pool:
         futures = [pool.submit(_p_siren_job, job, device, False, threads) for job in jobs]
         for job, future in zip(jobs, futures):
             try:

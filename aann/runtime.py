@@ -39,3 +39,20 @@ def seed_everything(seed: int) -> None:
 
 def generator(seed: int, device="cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def spawn_context():
+    """multiprocessing's ``spawn`` context, for worker processes that may use CUDA (a forked child
+    cannot once the parent has touched it). Spawned workers re-import the main module; a script
+    read from stdin (``python - <<EOF``) cannot be re-imported and its workers die at start with a
+    bare "terminated abruptly", so say so here instead."""
+    import multiprocessing
+
+    import __main__
+
+    main = getattr(__main__, "__file__", None)
+    if main is not None and not os.path.exists(main):
+        raise RuntimeError(f"worker processes are started with spawn, which re-imports the main module, and "
+                           f"{main!r} is not a file it can import: run this code from a file, a notebook or "
+                           f"`python -c`, or ask for one worker")
+    return multiprocessing.get_context("spawn")

@@ -15,10 +15,14 @@ pick another layer"):
 * a layer name, e.g. ``"fc"``: that layer only (Fig. 7);
 * ``"random"``: a random layer per block (Fig. 8: 3 steps per pick).
 
-**Simulated annealing** (the paper's future work): with ``temperature=(t0, t1)`` a best neighbour
-*worse* than the current network by $\Delta$ (accuracy, a fraction) is still taken with probability
-$e^{-\Delta/T}$, $T$ falling geometrically from ``t0`` to ``t1`` over the steps; the best network
-seen is kept apart from the current one.
+**Simulated annealing** (the paper's future work): with ``temperature=(t0, t1)``, a step whose best
+neighbour is not better than the current network proposes one of the sampled neighbours at random
+(Metropolis) and takes it with probability $e^{-\Delta/T}$ ($\Delta$ how much worse it is, in
+accuracy as a fraction, or in loss), $T$ falling geometrically from ``t0`` to ``t1`` over the steps;
+a better best neighbour is taken as in the climb. The best network seen is kept apart from the
+current one. Why a random proposal: among a few hundred sampled swaps some always tie with the
+current network, so the best one is never worse and an annealer that only considers it never steps
+down (it followed the plain climb move for move in this book's first version).
 
 Every random choice is drawn from a generator seeded by ``(seed, what, index)``, never from a
 running stream, and the search state (the accepted swaps, the counters, the history) is written to
@@ -172,6 +176,9 @@ def _check(config: SenseConfig, model: nn.Module) -> list[str]:
         raise ValueError(f"loss_temperature must be a finite number > 0, got {config.loss_temperature!r}")
     if config.temperature is not None and not (len(config.temperature) == 2 and min(config.temperature) > 0):
         raise ValueError(f"temperature must be (t0, t1) with both > 0, got {config.temperature!r}")
+    if config.temperature is not None and config.neighbours == "all":
+        raise ValueError("annealing proposes a random one of a sampled neighbourhood: give neighbours as a "
+                         "positive int, not 'all' (that is steepest ascent)")
     for layer in set(layers) | ({config.schedule} & set(names)):
         neighbourhood_size(model, layer)  # raises if the layer is 0 or 100 % sparse
     return layers
@@ -220,7 +227,10 @@ def checkpoint_path(name: str, model: nn.Module, select: Split, config: SenseCon
     """A checkpoint file in the model cache, named for the search and keyed by its start, its
     selection split and its configuration: a rerun resumes (or finds the search done), a changed
     search starts afresh in another file."""
-    key = hashlib.sha256(repr((state_fingerprint(model), select.fingerprint(), asdict(config))).encode()).hexdigest()[:12]
+    what = (state_fingerprint(model), select.fingerprint(), asdict(config))
+    if config.temperature is not None:  # annealing proposes at random since its first version: a new key
+        what += ("metropolis",)
+    key = hashlib.sha256(repr(what).encode()).hexdigest()[:12]
     folder = cache_dir() / "sense"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{name}-{key}.pt"
@@ -281,13 +291,14 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
                disable=not progress, mininterval=5)
     while result.step < end:
         layer = schedule_layer(config, layers, result.block)
-        best_fit, best_acc, src, dst, count, accs = _best_neighbour(net, evaluator, layer, config, result.step,
-                                                                    record, loss_t)
+        best_fit, best_acc, src, dst, count, accs, proposal = _best_neighbour(net, evaluator, layer, config,
+                                                                              result.step, record, loss_t)
         t = temperature(config, result.step)
         if best_fit > current or (config.accept_ties and best_fit == current):
             moved = True
-        elif t > 0:  # annealing: a worse move with probability exp(-(current - best) / T)
-            moved = random.Random(_seed(config.seed, "accept", result.step)).random() < math.exp((best_fit - current) / t)
+        elif t > 0:  # annealing: a random proposal, taken with probability exp(-(current - its fitness) / T)
+            fit, _, src, dst = proposal
+            moved = random.Random(_seed(config.seed, "accept", result.step)).random() < math.exp(min(0.0, fit - current) / t)
         else:
             moved = False
         if moved:
@@ -337,7 +348,8 @@ def loss_temperature(config: SenseConfig, model: nn.Module) -> float | None:
 
 def _best_neighbour(net, evaluator, layer, config, step, record, loss_t):
     """Evaluate the step's neighbourhood: (best fitness, its accuracy, its src, its dst, how many,
-    recorded). The fitness is the accuracy, or minus the loss at temperature ``loss_t``."""
+    recorded, proposal). The fitness is the accuracy, or minus the loss at temperature ``loss_t``.
+    ``proposal``: when annealing, (fitness, accuracy, src, dst) of a neighbour drawn at random."""
     if config.neighbours == "all":
         total = neighbourhood_size(net, layer)
         batch = 4096
@@ -345,7 +357,7 @@ def _best_neighbour(net, evaluator, layer, config, step, record, loss_t):
                   loss_temperature=loss_t)
         recorded = (layer, None, None, sc.acc) if record else None
         fit = sc.best_acc if loss_t is None else -sc.best_loss
-        return fit, sc.best_acc, sc.best_src, sc.best_dst, total, recorded
+        return fit, sc.best_acc, sc.best_src, sc.best_dst, total, recorded, None
     n = min(config.neighbours, neighbourhood_size(net, layer))
     swaps = sample_neighbours(net, layer, n, seed=_seed(config.seed, "neighbours", step))
     if loss_t is None:
@@ -355,7 +367,11 @@ def _best_neighbour(net, evaluator, layer, config, step, record, loss_t):
         fit = -loss
     i = int(fit.argmax())  # the first best, on ties
     recorded = (layer, swaps.src, swaps.dst, acc.float().cpu()) if record else None
-    return fit[i].item(), acc[i].item(), int(swaps.src[i]), int(swaps.dst[i]), n, recorded
+    proposal = None
+    if config.temperature is not None:
+        j = random.Random(_seed(config.seed, "propose", step)).randrange(n)
+        proposal = (fit[j].item(), acc[j].item(), int(swaps.src[j]), int(swaps.dst[j]))
+    return fit[i].item(), acc[i].item(), int(swaps.src[i]), int(swaps.dst[i]), n, recorded, proposal
 
 
 # ----------------------------------------------------------------------------------------------

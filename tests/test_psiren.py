@@ -119,3 +119,16 @@ def test_parallel_jobs_are_checked_before_anything_runs():
         p_siren_parallel([], workers=0)
     with pytest.raises(ValueError, match=r"missing \['levels'\], unknown \['sed'\]"):
         p_siren_parallel([dict(dataset="mnist", sed=0, seed=0)], workers=2)
+
+
+def test_parallel_jobs_from_a_script_on_stdin_say_why_they_cannot_start(monkeypatch):
+    # spawned workers re-import the main module: from `python - <<EOF` they died with a bare
+    # "terminated abruptly" before the check
+    import __main__
+
+    from aann.psiren import p_siren_parallel
+
+    monkeypatch.setattr(__main__, "__file__", "<stdin>", raising=False)
+    jobs = [dict(dataset="mnist", seed=s, levels=[50]) for s in (0, 1)]
+    with pytest.raises(RuntimeError, match="re-imports the main module.*'<stdin>'"):
+        p_siren_parallel(jobs, workers=2, device="cpu")
