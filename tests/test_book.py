@@ -38,9 +38,9 @@ EXPECTED = {
     "sense": {
         "keys": ["random80/mnist/test_acc", "random80/fashion_mnist/test_acc", "climb/mnist/initial_test_acc",
                  "random90/alternate/test_acc", "random90/fc/test_acc", "random90/backprop/test_acc",
-                 "steepest/best_val", "anneal/annealed/best_val", "anneal/annealed/downhill_moves",
-                 "random80_ce/mnist/test_acc",
+                 "steepest/best_val", "anneal/annealed/best_val", "random80_ce/mnist/test_acc",
                  "random80_ce/fashion_mnist/test_acc"],
+        "values": ["anneal/annealed/downhill_moves"],
         "counts": {"random80/mnist/evaluations": 60 * 30, "random80_ce/mnist/evaluations": 60 * 30,
                    "random80_fc_long/mnist/evaluations": 1_500 * 100},
         # a hill-climb cannot end below its start on the split it selects on
