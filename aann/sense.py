@@ -228,7 +228,7 @@ def checkpoint_path(name: str, model: nn.Module, select: Split, config: SenseCon
     selection split and its configuration: a rerun resumes (or finds the search done), a changed
     search starts afresh in another file."""
     what = (state_fingerprint(model), select.fingerprint(), asdict(config))
-    if config.temperature is not None:  # annealing proposes at random since its first version: a new key
+    if config.temperature is not None:  # annealing has proposed at random since 54200b6: older checkpoints are not resumed
         what += ("metropolis",)
     key = hashlib.sha256(repr(what).encode()).hexdigest()[:12]
     folder = cache_dir() / "sense"
