@@ -74,6 +74,25 @@ def fpr_at_tpr(scores, positives, tpr: float = 0.95) -> float:
     return float(fp[i] / (~positives).sum())
 
 
+def msp_error_score(logits) -> np.ndarray:
+    """The maximum-softmax-probability baseline as an error score ("higher means more likely an
+    error"), computed so that it cannot saturate:
+
+        s = log sum_{j != k*} exp(l_j - l_{k*}),    max_k softmax_k = 1 / (1 + e^s),
+
+    so s ranks the samples exactly as -max softmax does. Computed directly, max softmax rounds to
+    exactly 1.0 in float32 once the top logit leads by ~17 (float64: ~37), and a confident classifier's
+    correct *and* wrong samples then tie, which makes the baseline look worse than it is."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"logits must be N x K with K >= 2 classes, got shape {logits.shape}")
+    rows = np.arange(len(logits))
+    top = logits.argmax(1)
+    rest = logits - logits[rows, top][:, None]
+    rest[rows, top] = -np.inf  # the winner itself is left out of the sum
+    return np.logaddexp.reduce(rest, axis=1)
+
+
 def detection_report(scores, positives, tpr: float = 0.95) -> dict[str, float]:
     """``{"auroc", "aupr", "fpr_at_95tpr"}`` (the last named for ``tpr``)."""
     return {"auroc": auroc(scores, positives), "aupr": average_precision(scores, positives),

@@ -98,7 +98,8 @@ def fit(model: nn.Module, loss_fn: Callable, tensors: tuple[torch.Tensor, ...], 
     """Adam with a cosine learning rate on minibatches of ``tensors`` drawn in a seeded order;
     ``loss_fn(model, *batch, generator)`` gives the loss. Returns the mean loss of each epoch."""
     gen = generator(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    # fused: one kernel for the whole update on a GPU instead of several per parameter tensor
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=tensors[0].is_cuda)
     n = len(tensors[0])
     steps = epochs * -(-n // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
@@ -106,7 +107,7 @@ def fit(model: nn.Module, loss_fn: Callable, tensors: tuple[torch.Tensor, ...], 
     model.train()
     for _ in tqdm(range(epochs), desc=desc, disable=not progress, mininterval=5):
         order = torch.randperm(n, generator=gen).to(tensors[0].device)
-        total = 0.0
+        total = torch.zeros((), device=tensors[0].device)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             loss = loss_fn(model, *(t[idx] for t in tensors), gen)
@@ -114,8 +115,10 @@ def fit(model: nn.Module, loss_fn: Callable, tensors: tuple[torch.Tensor, ...], 
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(idx)
-        history.append(total / n)
+            # summed on the device and read once an epoch: a .item() per step would make the CPU
+            # wait for the GPU after every one of these small steps (they were launch-bound)
+            total += loss.detach() * len(idx)
+        history.append(total.item() / n)
     return history
 
 
@@ -126,7 +129,8 @@ def infovae_loss(config: AutoencoderConfig) -> Callable:
     def loss(model: InfoVAE, h: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         z, h_hat = model(h)
         recon = 0.5 * ((h - h_hat) / model.scale).pow(2).mean()
-        prior = torch.randn(z.shape, generator=gen).to(z.device)
+        # drawn on the CPU generator (same numbers on every device); non_blocking: no wait for the GPU
+        prior = torch.randn(z.shape, generator=gen).to(z.device, non_blocking=True)
         return recon + config.mmd_weight * mmd(z, prior, config.bandwidths)
 
     return loss

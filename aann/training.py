@@ -52,7 +52,7 @@ def train_epoch(model: nn.Module, data: Split, optimizer: torch.optim.Optimizer,
     model.train()
     gen = generator(seed)
     order = torch.randperm(len(data), generator=gen).to(data.y.device)
-    total, count = 0.0, 0
+    total, count = torch.zeros((), device=data.y.device), 0
     for start in range(0, len(data), batch_size):
         idx = order[start:start + batch_size]
         x = data.x[idx] if augment is None else augment(data.x[idx], gen)
@@ -63,11 +63,11 @@ def train_epoch(model: nn.Module, data: Split, optimizer: torch.optim.Optimizer,
         if scheduler is not None:  # stepped per batch
             scheduler.step()
         apply_masks(model)
-        total += loss.item() * len(idx)
+        total += loss.detach() * len(idx)  # read once at the end: a .item() per step waits for the GPU
         count += len(idx)
         if progress is not None:
             progress.update(len(idx))
-    return total / count
+    return total.item() / count
 
 
 @torch.inference_mode()
@@ -96,8 +96,8 @@ def random_shift(x: torch.Tensor, gen: torch.Generator, shift: int) -> torch.Ten
     n, _, h, w = x.shape
     dy, dx = (torch.randint(0, 2 * shift + 1, (2, n), generator=gen))
     padded = F.pad(x, (shift,) * 4)
-    rows = (dy[:, None] + torch.arange(h))[:, :, None].to(x.device)  # (n, h, 1)
-    cols = (dx[:, None] + torch.arange(w))[:, None, :].to(x.device)  # (n, 1, w)
+    rows = (dy[:, None] + torch.arange(h))[:, :, None].to(x.device, non_blocking=True)  # (n, h, 1)
+    cols = (dx[:, None] + torch.arange(w))[:, None, :].to(x.device, non_blocking=True)  # (n, 1, w)
     return padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 
@@ -105,7 +105,7 @@ def flip_and_shift(x: torch.Tensor, gen: torch.Generator, shift: int = 4) -> tor
     """The standard CIFAR augmentation, per image: a horizontal flip with probability 1/2 and a
     translation by up to ``shift`` pixels each way (zero padding), drawn from ``gen``."""
     flip = torch.rand(len(x), generator=gen) < 0.5
-    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+    x = torch.where(flip.to(x.device, non_blocking=True)[:, None, None, None], x.flip(-1), x)
     return random_shift(x, gen, shift)
 
 
@@ -115,7 +115,8 @@ def input_noise(max_sigma: float) -> Callable:
 
     def add_noise(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         sigma = max_sigma * torch.rand((), generator=gen).item()
-        return x + sigma * torch.randn(x.shape, generator=gen).to(x.device)
+        # drawn on the CPU generator (same numbers on any device); non_blocking: the GPU is not waited for
+        return x + sigma * torch.randn(x.shape, generator=gen).to(x.device, non_blocking=True)
 
     return add_noise
 
@@ -207,7 +208,8 @@ def train_classifier(data: dict[str, Split], config: TrainConfig, seed: int = 0,
     if hit is not None:
         model.load_state_dict(hit[0])
         return model.eval(), hit[1]
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                            fused=next(model.parameters()).is_cuda)  # one update kernel on a GPU
     sched = config.scheduler(opt, -(-len(train) // config.batch_size))
     augment, loss_fn = config.augmentation(), LOSSES[config.loss]
     history = {"val_acc": []}

@@ -84,6 +84,10 @@ def main(argv=None) -> None:
     sweep(model, data, faults_grid(["conv1"], ["gaussian"], {"gaussian": [1.0]}, 1), progress=False)  # warm-up
     layers = list(weight_layers(model))
     metrics = {"n_eval_images": args.images}
+    # random weights leave logits near ties, so rounding flips a few argmaxes: on the CPU at most one
+    # image in this setting; on a GPU cuDNN runs convolutions in TF32 by default (PyTorch's
+    # allow_tf32) and picks its algorithm by batch size, so up to 0.5 % of the images may flip
+    tolerance = (1.5 if device.type == "cpu" else 0.005 * args.images + 0.5) / args.images
     # the whole sweep as the chapter runs it: one call, the clean prefix recorded once per batch
     all_faults = faults_grid(layers, TREATMENTS, AMOUNTS, REPEATS)
     fast, t_fast = timed(lambda: sweep(model, data, all_faults, progress=False), device)
@@ -97,7 +101,7 @@ def main(argv=None) -> None:
         slow, t_naive = timed(lambda: naive_sweep(model, data, faults), device)
         plain, t_plain = timed(lambda: naive_sweep(model, data, faults, memory_format=torch.contiguous_format), device)
         for name, acc in (("naive loop", slow), ("naive loop, contiguous layout", plain)):
-            if not np.allclose(fast[rows], acc, atol=1.5 / args.images):
+            if not np.allclose(fast[rows], acc, atol=tolerance):
                 raise AssertionError(f"layer {layer}: the sweep and the {name} differ: {fast[rows]} vs {acc}")
         total["naive"] += t_naive
         total["naive_contiguous"] += t_plain

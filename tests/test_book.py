@@ -82,6 +82,7 @@ EXPECTED = {
     "self_introspection": {
         "keys": ["net1/test_acc", "net2/test_acc", "estimator/mnist/auroc", "msp/mnist/auroc",
                  "estimator/cifar10/auroc", "msp/cifar10/auroc", "estimator/mnist/aupr", "msp/cifar10/fpr_at_95tpr",
+                 "msp/mnist/saturated_fraction",
                  "estimator/mnist/train_auroc", "estimator_on_h/mnist/auroc", "estimator_on_h/cifar10/auroc",
                  "reorder/assignment_agreement", "fgsm/success_rate", "noise907/net1/sigma0.3",
                  "noise907/clone/sigma0.3"],

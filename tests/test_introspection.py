@@ -10,7 +10,7 @@ from torch import nn
 
 from aann.activations import capture, check_layers, layer_sizes, record_training
 from aann.adversarial import targeted_fgsm
-from aann.detection import auroc, average_precision, detection_report, fpr_at_tpr, roc_curve
+from aann.detection import auroc, average_precision, detection_report, fpr_at_tpr, msp_error_score, roc_curve
 from aann.infovae import AutoencoderConfig, encode, mmd, train_infovae
 from aann.introspection import (EstimatorConfig, assign_units, brainbow, class_densities, expected_latent,
                                 fit_self_introspection, latent_grid, permute_h, reorder_network, train_estimator,
@@ -246,6 +246,20 @@ def test_detection_metrics_on_known_cases():
     assert set(detection_report(perfect, positives)) == {"auroc", "aupr", "fpr_at_95tpr"}
     with pytest.raises(ValueError, match="at least one positive"):
         auroc(perfect, np.ones(5, bool))
+
+
+def test_msp_error_score_ranks_as_max_softmax_without_saturating():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(200, 10, generator=g) * 3
+    score = msp_error_score(logits.numpy())
+    msp = torch.softmax(logits.double(), 1).max(1).values.numpy()
+    np.testing.assert_allclose(score, np.log(1 / msp - 1), rtol=1e-9, atol=1e-12)  # msp = 1 / (1 + e^s)
+    # confident logits: float32 softmax says 1.0 for all three, the score still orders them
+    sure = np.array([[30.0, 0.0, 0.0], [40.0, 0.0, 0.0], [50.0, 1.0, 0.0]], dtype=np.float32)
+    assert (torch.softmax(torch.from_numpy(sure), 1).max(1).values == 1.0).all()
+    assert np.all(np.diff(msp_error_score(sure)) < 0)
+    with pytest.raises(ValueError, match="K >= 2"):
+        msp_error_score(np.zeros((5, 1)))
 
 
 def test_detection_metrics_match_scikit_learn():
