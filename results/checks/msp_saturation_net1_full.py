@@ -12,17 +12,14 @@ import time
 
 import numpy as np
 import torch
+from net1_full_budget import train_net1  # same folder: the full-budget Net1, trained or from the cache
 
-from aann.data import load_splits
 from aann.detection import detection_report, msp_error_score
-from aann.training import TrainConfig, logits, train_classifier
+from aann.training import logits
 
 if __name__ == "__main__":
-    config = TrainConfig(model="elu_mlp", epochs=60, cycle_epochs=2, lr=1e-3, weight_decay=0.0,
-                         loss="mse_sigmoid", schedule="triangular")  # the chapter's full-profile net1
-    data = load_splits("mnist", download=True)
     t = time.time()
-    model, meta = train_classifier(data, config, seed=0, progress=False)
+    data, model, meta = train_net1()
     out = logits(model, data["test"])
     wrong = (out.argmax(1) != data["test"].y).numpy()
     msp32 = torch.softmax(out.float(), 1).max(1).values.numpy()
