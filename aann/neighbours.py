@@ -16,6 +16,12 @@ the swapped and the next layer are cached once per network. Arithmetic is float6
 the predictions equal those of a float64 forward pass of the swapped network (a float32 forward
 can differ from itself by rounding on near-ties; float64 leaves ties only where they are exact, as
 at the HardTanh clamp, and those come out the same).
+
+**Images that no swap can flip.** In the output layer a swap moves at most two logits, by at most
+$\alpha \max_u |h_u|$ each: an image whose top logit leads by more than twice that keeps its
+prediction under every swap of the layer, so accuracies count it once rather than per neighbour
+(``NeighbourEvaluator.certified_fraction``: 98.7 % of MNIST's test images for a trained 90 %-sparse
+net, about 27 % for a random one).
 """
 
 from __future__ import annotations
@@ -167,6 +173,13 @@ def _evaluation_post(post: nn.Module):
     return run
 
 
+def _shrinks(post: nn.Module) -> bool:
+    """Whether a stage's ``post`` moves no output by more than its inputs move (sup norm): HardTanh,
+    ReLU, max-pooling, flattening."""
+    modules = list(post) if isinstance(post, nn.Sequential) else [post]
+    return all(isinstance(m, (nn.Hardtanh, nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Identity)) for m in modules)
+
+
 def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
@@ -186,10 +199,13 @@ class NeighbourEvaluator:
     """Accuracy (and logits) of many bit-swap neighbours of one network on a fixed data set.
 
     ``model`` must be a staged network (``model.stages()``, see ``aann.models``). The network is
-    read once, at construction: change it afterwards and build a new evaluator.
+    read once, at construction: change it afterwards and build a new evaluator. ``certify``: in
+    the output layer, count the images whose prediction no swap there can change once instead of
+    once per neighbour (exact; see ``_uncertain``); False scores every image (for comparisons).
     """
 
-    def __init__(self, model: nn.Module, data: Split, dtype=torch.float64, chunk_elems: int | None = None):
+    def __init__(self, model: nn.Module, data: Split, dtype=torch.float64, chunk_elems: int | None = None,
+                 certify: bool = True):
         if not hasattr(model, "stages"):
             raise TypeError("NeighbourEvaluator needs a staged network (aann.models.StagedNet)")
         self.stages = model.stages()
@@ -212,6 +228,8 @@ class NeighbourEvaluator:
         self._pad_cache: dict[int, torch.Tensor] = {}
         self._buffers: dict[str, torch.Tensor] = {}  # see _buffer
         self._top3_cache = None  # see _top3
+        self._uncertain_cache: dict[int, tuple] = {}  # see _uncertain
+        self.certify = certify  # count once the images no output-layer swap can flip (_uncertain); False: score all
         with torch.no_grad():
             self.weights = [s.layer.effective_weight().detach().to(dtype) for s in self.stages]
             self.biases = [None if s.layer.bias is None else s.layer.bias.detach().to(dtype) for s in self.stages]
@@ -264,12 +282,15 @@ class NeighbourEvaluator:
         if pending:
             self._cache_from(last)
 
+    def _index(self, layer: str) -> int:
+        if layer not in self.names:
+            raise UnknownLayerError(f"unknown layer {layer!r}; this model's layers are {', '.join(self.names)}")
+        return self.names.index(layer)
+
     def _swap_weights(self, layer: str, src: int, dst: int) -> int:
         """Check the swap, update the hidden caches (a hidden layer) and the cached weights;
         return the stage index."""
-        if layer not in self.names:
-            raise UnknownLayerError(f"unknown layer {layer!r}; this model's layers are {', '.join(self.names)}")
-        k = self.names.index(layer)
+        k = self._index(layer)
         t = self.ternary[k].view(-1)
         src, dst = int(src), int(dst)
         if t[src] == 0 or t[dst] != 0:
@@ -353,10 +374,8 @@ class NeighbourEvaluator:
         $\mathrm{softmax}(z / T)$ on the labels ([B], see :meth:`base_loss`); with
         ``return_logits``, also the logits [B, N, classes] (memory grows with B * N). Returned in
         that order: ``acc``, ``(acc, loss)``, ``(acc, logits)`` or ``(acc, loss, logits)``."""
-        if swaps.layer not in self.names:
-            raise UnknownLayerError(f"unknown layer {swaps.layer!r}; this model's layers are {', '.join(self.names)}")
+        k = self._index(swaps.layer)
         _check_temperature(loss_temperature)
-        k = self.names.index(swaps.layer)
         parts = []
         starts = range(0, len(swaps), batch_size)
         if progress:
@@ -379,14 +398,18 @@ class NeighbourEvaluator:
         out_ch, in_idx, delta = self._delta_weight_channels(k, swaps)
         correct = torch.zeros(len(swaps), dtype=torch.long, device=self.device)
         output_layer = k + 1 == len(self.stages)
-        if output_layer and temperature is None and not return_logits:  # predictions suffice
-            for r, pred in self._output_layer_predictions(k, out_ch, in_idx, delta):
+        accuracy_only = temperature is None and not return_logits
+        # images whose prediction no swap here can change: counted once (accuracies only)
+        rows, sure_correct = self._uncertain(k) if accuracy_only else (None, 0)
+        correct += sure_correct
+        if output_layer and accuracy_only:  # predictions suffice
+            for r, pred in self._output_layer_predictions(k, out_ch, in_idx, delta, rows):
                 correct += (pred == self.y[r]).sum(1)
             return correct.to(torch.float64) / N, None, None
         if output_layer:
             step = self._output_layer_steps(k, out_ch, in_idx, delta)
         else:
-            step = self._hidden_layer_steps(k, swaps, out_ch, in_idx, delta)
+            step = self._hidden_layer_steps(k, swaps, out_ch, in_idx, delta, rows)
         loss = None if temperature is None else torch.zeros(len(swaps), dtype=self.dtype, device=self.device)
         all_logits = []
         for r, out in step:  # logits [B, n, classes] of every neighbour on the images r
@@ -398,12 +421,72 @@ class NeighbourEvaluator:
         acc = correct.to(torch.float64) / N
         return acc, (None if loss is None else loss / N), (torch.cat(all_logits, 1) if return_logits else None)
 
-    def _image_chunks(self, per_image: int):
+    def _image_chunks(self, per_image: int, rows: torch.Tensor | None = None):
         """Slices of the evaluation set small enough that per_image * rows elements fit in
-        chunk_elems (the memory of one batched step)."""
-        N = len(self.y)
-        rows = max(1, min(N, self.chunk_elems // max(1, per_image)))
-        return [slice(r0, min(N, r0 + rows)) for r0 in range(0, N, rows)]
+        chunk_elems (the memory of one batched step); with ``rows`` (an index tensor), chunks of
+        those images' indices instead."""
+        N = len(self.y) if rows is None else len(rows)
+        n = max(1, min(N, self.chunk_elems // max(1, per_image)))
+        chunks = [slice(r0, min(N, r0 + n)) for r0 in range(0, N, n)]
+        return chunks if rows is None else [rows[c] for c in chunks]
+
+    def _uncertain(self, k: int) -> tuple[torch.Tensor | None, int]:
+        r"""The images whose prediction a swap in stage ``k`` might change (an index tensor; None:
+        all of them), and how many of the *other* images the network classifies correctly (cached
+        per network state). Certified are images whose top logit leads the next by more than any
+        swap of the layer can move two logits; they are counted once instead of once per neighbour.
+
+        *The output layer.* A swap moves $\pm\alpha_c$ from one input unit $u_0$ to another
+        $u_1$: logit $c_0$ changes by $d_0 h_{u_0}$, logit $c_1$ by $d_1 h_{u_1}$ (one logit by
+        both when $c_0 = c_1$), with $|d| \le \alpha_{\max}$ and $h$ the layer's input. With
+        $D = \alpha_{\max} \max_u |h_u|$ no logit moves by more than $D$, or one by $2D$: a lead
+        of more than $2D$ survives every swap. For a trained 90 %-sparse MNIST net that holds for
+        98.7 % of the test images (its logits lead by several units), for a random one for 27 %.
+
+        *The layer before it* (``2.0`` of the MNIST net, ``fc1.0`` of the car net). A swap changes
+        the layer's pre-activation in two channels by at most $D$ per element ($D$ as above, from
+        this layer's input), or one channel by $2D$; HardTanh and max-pooling move no output by
+        more than their inputs move, so the output layer's input changes by at most that on the
+        channels' units, and logit $c$ by at most $2D\,S_c$, $S_c$ the largest sum of $|W_{cu}|$
+        over one channel's units $u$: a lead of more than $4 D \max_c S_c$ survives (90 % of
+        the test images for the trained MNIST net).
+
+        Either way a HardTanh after the output layer only shrinks changes, and the float64
+        evaluation of a certified image keeps its prediction too: the lead demanded exceeds the
+        bound by far more than the rounding of the sums involved."""
+        cached = self._uncertain_cache.get(k)
+        if cached is not None and cached[0] is self.logits:  # a move replaces the logits tensor
+            return cached[1], cached[2]
+        last = len(self.stages) - 1
+        rows, sure_correct = None, 0
+        if (self.certify and self.alpha[k] is not None and k >= last - 1
+                and isinstance(self.stages[last].post, (nn.Identity, nn.Hardtanh))
+                and (k == last or _shrinks(self.stages[k].post))):
+            D = self.alpha[k].abs().max() * self.a[k].flatten(1).abs().amax(1)  # [N]
+            if k == last:
+                bound = 2 * D
+            else:  # |W| summed over each input channel's units of the output layer: [classes, channels]
+                w = self.weights[last].abs().view(self.weights[last].shape[0], self.z[k].shape[1], -1).sum(2)
+                bound = 4 * D * w.amax()
+            top_v, _ = self._top3()
+            margin = top_v[:, 0] - top_v[:, 1]  # 0 on a tie: never certified
+            # room for rounding: sums of up to fan_in terms, each below the largest logit plus the bound
+            slack = 1e3 * self.weights[last].shape[1] * torch.finfo(self.dtype).eps * (self.logits.abs().amax(1) + bound + 1)
+            sure = margin > bound + slack
+            rows = (~sure).nonzero().squeeze(1)
+            sure_correct = int((self.base_correct & sure).sum())
+            if len(rows) == len(self.y):
+                rows = None
+        self._uncertain_cache[k] = (self.logits, rows, sure_correct)
+        return rows, sure_correct
+
+    def certified_fraction(self, layer: str | None = None) -> float:
+        """The fraction of the images whose prediction no swap in ``layer`` (default: the output
+        layer) can change: counted once, not scored per neighbour (see ``_uncertain``); 0 for a
+        layer where no image is certified (those further from the output)."""
+        k = len(self.stages) - 1 if layer is None else self._index(layer)
+        rows, _ = self._uncertain(k)
+        return 0.0 if rows is None else 1 - len(rows) / len(self.y)
 
     def _dz(self, k: int, ch, in_idx, delta, r) -> torch.Tensor:
         """Change of stage k's pre-activation in channel (unit) ch[m] when the weight (ch[m],
@@ -442,25 +525,28 @@ class NeighbourEvaluator:
     def _output_units(self, k, out_ch, in_idx, delta, r) -> torch.Tensor:
         """The output layer swapped: the new values of the two logits a swap touches, [B, n, 2]
         on the images r (when both are one unit, slot 0 carries its final value)."""
-        B, n = out_ch.shape[0], r.stop - r.start
+        B = out_ch.shape[0]
         same = (out_ch[:, 0] == out_ch[:, 1])[:, None, None]  # both changes in one unit
-        dz = self._dz(k, out_ch.flatten(), in_idx.flatten(), delta.flatten(), r).view(B, 2, n)
+        dz = self._dz(k, out_ch.flatten(), in_idx.flatten(), delta.flatten(), r)
+        n = dz.shape[1]
+        dz = dz.view(B, 2, n)
         dz = torch.where(same, torch.stack([dz.sum(1), dz[:, 1]], 1), dz)  # then slot 0 carries their sum
         a_new = self._channel_output(k, out_ch.flatten(), dz.reshape(B * 2, n, 1), r)
         return a_new.view(B, 2, n).transpose(1, 2)
 
-    def _output_layer_predictions(self, k, out_ch, in_idx, delta):
+    def _output_layer_predictions(self, k, out_ch, in_idx, delta, rows=None):
         """The output layer swapped, predictions only: the argmax of the new logits without
         building them. A swap changes two logits c0, c1; every other class keeps its value, so the
         best of the others is the first of the image's three largest logits (ordered by value,
         then index) that is neither c0 nor c1. The prediction is the best of that one and the two
         new values, ties going to the lower index as in ``argmax``: [B, n] per image chunk, from
-        tensors of B * n elements instead of B * n * classes."""
+        tensors of B * n elements instead of B * n * classes. ``rows``: the images to score (an
+        index tensor; None: all), yielded in chunks as slices or index tensors."""
         B = out_ch.shape[0]
         top_v, top_i = self._top3()
         c0, c1 = out_ch[:, :1], out_ch[:, 1:]  # [B, 1]
         same = c0 == c1
-        for r in self._image_chunks(B * 16):
+        for r in self._image_chunks(B * 16, rows):
             v = self._output_units(k, out_ch, in_idx, delta, r)  # [B, n, 2]
             v0, v1 = v[..., 0], torch.where(same, v[..., 0], v[..., 1])  # one unit: slot 0 is final
             tv, ti = top_v[r], top_i[r]  # [n, 3]
@@ -498,7 +584,7 @@ class NeighbourEvaluator:
             out.scatter_(2, idx[:, :, :1], a_new[:, :, :1])  # slot 0 holds the final value
             yield r, out
 
-    def _hidden_layer_steps(self, k, swaps, out_ch, in_idx, delta):
+    def _hidden_layer_steps(self, k, swaps, out_ch, in_idx, delta, rows=None):
         r"""A hidden layer: the swap changes stage k's output in at most two channels, and the next
         pre-activation by the next layer restricted to those channels. By linearity that change is
         the sum of one term per swapped weight,
@@ -508,7 +594,8 @@ class NeighbourEvaluator:
         where the first depends only on the source weight and the second only on the destination
         and the value moved. Many swaps of a batch share those *endpoints*, so each term is computed
         once per distinct endpoint and the neighbours only add them up. Where both weights sit in
-        one channel the HardTanh sees their sum, so that channel is computed jointly, per swap."""
+        one channel the HardTanh sees their sum, so that channel is computed jointly, per swap.
+        ``rows``: the images to score (an index tensor; None: all)."""
         B = len(swaps)
         same = out_ch[:, 0] == out_ch[:, 1]
         split, joint = (~same).nonzero().squeeze(1), same.nonzero().squeeze(1)
@@ -540,8 +627,8 @@ class NeighbourEvaluator:
         width = z_next[0].numel()
         widest = max(z[0].numel() for z in self.z[k + 1:])
         channel = self.z[k][0, 0].numel()  # features of one channel of stage k (1 for a linear layer)
-        for r in self._image_chunks((U + S + 1) * (width + 4 * channel)):
-            n = r.stop - r.start
+        for r in self._image_chunks((U + S + 1) * (width + 4 * channel), rows):
+            n = r.stop - r.start if isinstance(r, slice) else len(r)
             dz = torch.cat([self._dz(k, e_ch, e_in, e_delta, r),
                             self._dz(k, out_ch[joint, 0], in_idx[joint, 0], delta[joint, 0], r)
                             + self._dz(k, out_ch[joint, 1], in_idx[joint, 1], delta[joint, 1], r)])

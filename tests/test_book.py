@@ -30,10 +30,10 @@ EXPECTED = {
     },
     "architecture_manifold": {
         "keys": [f"{layer}/{what}" for layer in ("1.0", "2.0", "fc") for what in ("frac_better", "frac_worse")]
-        + ["base_test_acc", "fc_all/frac_better", "fc_all/best_test_acc"],
+        + ["base_test_acc", "fc_all/frac_better", "fc_all/best_test_acc", "fc_all/certified_fraction"],
         "counts": {"1.0/n_neighbours": 200, "2.0/n_neighbours": 200, "fc/n_neighbours": 200,
                    "fc_all/n_neighbours": 20_000},
-        "at_least": {"base_test_acc": 0.97},
+        "at_least": {"base_test_acc": 0.97, "fc_all/certified_fraction": 0.9},
     },
     "sense": {
         "keys": ["random80/mnist/test_acc", "random80/fashion_mnist/test_acc", "climb/mnist/initial_test_acc",

@@ -315,3 +315,51 @@ def test_output_layer_accuracy_without_logits_equals_the_logits_argmax(name, kwa
             ev.apply_swap("fc", src, dst)
     if scale == 2.0 and kwargs.get("clamp_output"):
         assert (ev.logits == 1.0).sum(1).gt(1).any()  # the saturated case really has ties
+
+
+@pytest.mark.parametrize("name,kwargs,per_channel", [("mnist_net", {}, False), ("mnist_net", {"clamp_output": True}, True),
+                                                     ("car_net", {}, False)])
+@pytest.mark.parametrize("position", [-1, -2])  # the output layer, the layer before it
+def test_images_certified_keep_their_predictions(name, kwargs, per_channel, position):
+    """Images whose top logit leads by more than any swap of the layer can move two logits are
+    counted once, not scored per neighbour: the accuracies must equal a full forward pass's, with
+    some, none and all images certified, and after a move in the layer."""
+    net = ternary_net(name, per_channel=per_channel, **kwargs)
+    layer = list(sparse_layers(net))[position]
+    data = data_for(net, n=60)
+    bias = net.fc.bias[1].item()
+
+    def lifted(lift):  # class 1 raised by lift: the fraction of images certified
+        with torch.no_grad():
+            net.fc.bias[1] = bias + lift
+        return NeighbourEvaluator(net, data).certified_fraction(layer)
+
+    lo, hi = 0.0, 1.0
+    while lifted(hi) < 0.9:
+        lo, hi = hi, 2 * hi
+    for _ in range(40):  # bisect to a lift that certifies some images but not all
+        fraction = lifted((lo + hi) / 2)
+        if 0.1 < fraction < 0.9:
+            break
+        lo, hi = ((lo + hi) / 2, hi) if fraction <= 0.1 else (lo, (lo + hi) / 2)
+    assert 0.1 < fraction < 0.9, fraction
+    swaps = sample_neighbours(net, layer, 30, seed=0)
+    same = _same_channel_swaps(net, layer, 6)
+    swaps = Swaps(layer, torch.cat([swaps.src, same.src]), torch.cat([swaps.dst, same.dst]))
+    ref_acc = (_reference_logits(net, data, swaps).argmax(-1) == data.y).double().mean(1)
+    ev = NeighbourEvaluator(net, data)
+    assert torch.equal(ev.evaluate(swaps, batch_size=13), ref_acc)
+    every = NeighbourEvaluator(net, data, certify=False)
+    assert every.certified_fraction(layer) == 0.0
+    assert torch.equal(every.evaluate(swaps, batch_size=13), ref_acc)
+    src, dst = int(swaps.src[0]), int(swaps.dst[0])  # a move: the certificate is recomputed
+    apply_swap(net, layer, src, dst)
+    ev.apply_swap(layer, src, dst)
+    ref_acc = (_reference_logits(net, data, swaps[1:]).argmax(-1) == data.y).double().mean(1)
+    assert torch.equal(ev.evaluate(swaps[1:], batch_size=13), ref_acc)
+    with torch.no_grad():  # class 1 far ahead on every image: nothing left to score
+        net.fc.bias[1] += 1000
+    ev = NeighbourEvaluator(net, data)
+    assert ev.certified_fraction(layer) == 1.0
+    assert torch.equal(ev.evaluate(swaps[1:]), torch.full((len(swaps) - 1,), ev.base_accuracy, dtype=torch.float64))
+    assert NeighbourEvaluator(net, data).certified_fraction(list(sparse_layers(net))[-3]) == 0.0  # further back: none
