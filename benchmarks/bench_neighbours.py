@@ -104,7 +104,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     device = torch.device(args.device) if args.device else default_device()
     test = load_splits("mnist", device=device, download=True)["test"]
-    nets = {layer: bench_net(device) for layer in args.layers}
+    random_net = bench_net(device)  # each measurement builds its own evaluator; moves are undone
+    nets = {layer: random_net for layer in args.layers}
     # in the last two layers the cost depends on the network: images whose prediction no swap there
     # can change are counted once (NeighbourEvaluator.certified_fraction), most of them for a trained net
     trained = reference_network("mnist", 90, "quick", device=device).model
