@@ -65,3 +65,4 @@ bench: data
 	$(PY) benchmarks/bench_perturbations.py
 	$(PY) benchmarks/bench_sense_step.py
 	$(PY) benchmarks/bench_psiren_workers.py
+	$(PY) benchmarks/bench_pooling.py

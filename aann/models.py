@@ -12,6 +12,7 @@ from typing import Callable
 
 from torch import nn
 
+from .pooling import MaxPool2d
 from .ternary import SparseTernaryConv2d, SparseTernaryLinear
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -73,7 +74,7 @@ class StagedNet(nn.Module):
 
 def _conv_block(c_in, c_out, k, stride=1, padding=0, scale="layer"):
     return nn.Sequential(
-        SparseTernaryConv2d(c_in, c_out, k, stride=stride, padding=padding, scale=scale), nn.Hardtanh(), nn.MaxPool2d(2)
+        SparseTernaryConv2d(c_in, c_out, k, stride=stride, padding=padding, scale=scale), nn.Hardtanh(), MaxPool2d(2)
     )
 
 
@@ -144,11 +145,11 @@ class AlexNetCifar(nn.Sequential):
                  dropout: float = 0.5):
         c1, c2, c3, c4, c5 = widths
         super().__init__(OrderedDict([
-            ("conv1", nn.Conv2d(3, c1, 5, padding=2)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
-            ("conv2", nn.Conv2d(c1, c2, 5, padding=2)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+            ("conv1", nn.Conv2d(3, c1, 5, padding=2)), ("relu1", nn.ReLU()), ("pool1", MaxPool2d(2)),
+            ("conv2", nn.Conv2d(c1, c2, 5, padding=2)), ("relu2", nn.ReLU()), ("pool2", MaxPool2d(2)),
             ("conv3", nn.Conv2d(c2, c3, 3, padding=1)), ("relu3", nn.ReLU()),
             ("conv4", nn.Conv2d(c3, c4, 3, padding=1)), ("relu4", nn.ReLU()),
-            ("conv5", nn.Conv2d(c4, c5, 3, padding=1)), ("relu5", nn.ReLU()), ("pool5", nn.MaxPool2d(2)),
+            ("conv5", nn.Conv2d(c4, c5, 3, padding=1)), ("relu5", nn.ReLU()), ("pool5", MaxPool2d(2)),
             ("flatten", nn.Flatten()),
             ("drop1", nn.Dropout(dropout)), ("dense1", nn.Linear(c5 * 16, hidden)), ("relu6", nn.ReLU()),
             ("drop2", nn.Dropout(dropout)), ("dense2", nn.Linear(hidden, hidden)), ("relu7", nn.ReLU()),
@@ -171,7 +172,7 @@ class VggCifar(nn.Sequential):
             for i in range(1, n + 1):
                 block += [(f"conv{i}", nn.Conv2d(c_in, c, 3, padding=1)), (f"relu{i}", nn.ReLU())]
                 c_in = c
-            block.append(("pool", nn.MaxPool2d(2)))
+            block.append(("pool", MaxPool2d(2)))
             blocks.append((f"block{b}", nn.Sequential(OrderedDict(block))))
         super().__init__(OrderedDict(blocks + [
             ("flatten", nn.Flatten()),

@@ -38,6 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import Split
+from .pooling import is_plain_2x2, max_pool_2x2_values
 from .ternary import SparseTernaryMixin, UnknownLayerError, get_layer
 
 
@@ -133,23 +134,8 @@ def _layer_op(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias=None
     return F.linear(x, weight, bias)
 
 
-def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
-    """``max_pool2d(x, 2)``, bit for bit, as the maximum of row pairs, then of column pairs: on
-    the CPU many times faster for the small maps here (the library kernel also computes indices
-    for float64)."""
-    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode drops an odd last row/column
-    rows = torch.maximum(x[..., 0:h:2, :w], x[..., 1:h:2, :w])
-    return torch.maximum(rows[..., 0::2], rows[..., 1::2])
-
-
-def _is_plain_2x2_pool(m: nn.Module) -> bool:
-    return (isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == (2, 2) and _pair(m.stride) == (2, 2)
-            and _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1)
-            and not m.ceil_mode and not m.return_indices)
-
-
 def _evaluation_post(post: nn.Module):
-    """A stage's ``post`` as a function, with plain 2x2 max-pooling done by ``_max_pool_2x2``.
+    """A stage's ``post`` as a function, with plain 2x2 max-pooling done by ``max_pool_2x2_values``.
 
     HardTanh followed by max-pooling runs as pooling, then the clamp, in place: a clamp is
     monotone, so ``max(clamp(z)) == clamp(max(z))`` exactly (no arithmetic, only a choice), and
@@ -158,12 +144,12 @@ def _evaluation_post(post: nn.Module):
     steps, i = [], 0
     while i < len(modules):
         m = modules[i]
-        if isinstance(m, nn.Hardtanh) and i + 1 < len(modules) and _is_plain_2x2_pool(modules[i + 1]):
+        if isinstance(m, nn.Hardtanh) and i + 1 < len(modules) and is_plain_2x2(modules[i + 1]):
             lo, hi = m.min_val, m.max_val
-            steps += [_max_pool_2x2, lambda x, lo=lo, hi=hi: x.clamp_(lo, hi)]  # on the pool's fresh output
+            steps += [max_pool_2x2_values, lambda x, lo=lo, hi=hi: x.clamp_(lo, hi)]  # on the pool's fresh output
             i += 2
             continue
-        steps.append(_max_pool_2x2 if _is_plain_2x2_pool(m) else m)
+        steps.append(max_pool_2x2_values if is_plain_2x2(m) else m)
         i += 1
 
     def run(x):
@@ -179,10 +165,6 @@ def _shrinks(post: nn.Module) -> bool:
     ReLU, max-pooling, flattening."""
     modules = list(post) if isinstance(post, nn.Sequential) else [post]
     return all(isinstance(m, (nn.Hardtanh, nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Identity)) for m in modules)
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
 def _check_temperature(t) -> None:
