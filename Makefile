@@ -66,3 +66,4 @@ bench: data
 	$(PY) benchmarks/bench_sense_step.py
 	$(PY) benchmarks/bench_psiren_workers.py
 	$(PY) benchmarks/bench_pooling.py
+	$(PY) benchmarks/bench_eval_batch.py

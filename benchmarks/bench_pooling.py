@@ -91,6 +91,7 @@ def _same_training(name: str, start: nn.Module, x, y, device, steps: int = 5) ->
         model = get_model(name).to(device)
         model.load_state_dict(start.state_dict())
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        torch.manual_seed(1)  # the same dropout masks in both arms
         for _ in range(steps):
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
