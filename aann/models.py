@@ -10,7 +10,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .pooling import MaxPool2d
 from .ternary import SparseTernaryConv2d, SparseTernaryLinear
@@ -57,8 +59,11 @@ class StagedNet(nn.Module):
 
     Subclasses build their stages once, with ``_set_stages``, after creating their layers; the
     stages only refer to registered submodules (plus parameter-free wrappers), so ``to``,
-    ``double`` and ``deepcopy`` keep them consistent.
+    ``double`` and ``deepcopy`` keep them consistent. They keep their constructor's arguments in
+    ``hparams``: ``type(net)(**net.hparams)`` builds the same architecture afresh.
     """
+
+    hparams: dict
 
     def _set_stages(self, stages: list[Stage]) -> None:
         object.__setattr__(self, "_stages", tuple(stages))  # not registered: no second copy of the modules
@@ -72,9 +77,12 @@ class StagedNet(nn.Module):
         return x
 
 
-def _conv_block(c_in, c_out, k, stride=1, padding=0, scale="layer"):
+def _conv_block(c_in, c_out, k, stride=1, padding=0, scale="layer", batch_norm=False):
+    # with batch_norm, PyTorch's tutorial layout: layer<i>.0 conv, .1 BatchNorm2d, .2 activation, .3 pool
+    norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
     return nn.Sequential(
-        SparseTernaryConv2d(c_in, c_out, k, stride=stride, padding=padding, scale=scale), nn.Hardtanh(), MaxPool2d(2)
+        SparseTernaryConv2d(c_in, c_out, k, stride=stride, padding=padding, scale=scale), *norm, nn.Hardtanh(),
+        MaxPool2d(2)
     )
 
 
@@ -85,13 +93,18 @@ class MnistNet(StagedNet):
     ``clamp_output`` also passes the 10 outputs through HardTanh, as "every unit" in the paper
     would; off by default: the outputs are the logits of a softmax classifier (see the chapter).
     ``scale``: one scale per layer (``"layer"``) or per output channel (``"channel"``).
+    ``batch_norm``: a BatchNorm2d between each convolution and its HardTanh, as in the PyTorch
+    tutorial CNN whose module names (``layer1.0``, ``layer2.0``, ``fc``) and shapes the paper's net
+    shares; ``fold_batch_norm`` turns a trained one into the same function without it.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, clamp_output: bool = False,
-                 scale: str = "layer"):
+                 scale: str = "layer", batch_norm: bool = False):
         super().__init__()
-        self.layer1 = _conv_block(in_channels, 16, 5, padding=2, scale=scale)
-        self.layer2 = _conv_block(16, 32, 5, padding=2, scale=scale)
+        self.hparams = dict(in_channels=in_channels, num_classes=num_classes, clamp_output=clamp_output, scale=scale,
+                            batch_norm=batch_norm)
+        self.layer1 = _conv_block(in_channels, 16, 5, padding=2, scale=scale, batch_norm=batch_norm)
+        self.layer2 = _conv_block(16, 32, 5, padding=2, scale=scale, batch_norm=batch_norm)
         self.fc = SparseTernaryLinear(32 * 7 * 7, num_classes, scale=scale)
         self.out = nn.Hardtanh() if clamp_output else nn.Identity()
         self._set_stages([
@@ -106,13 +119,16 @@ class CarNet(StagedNet):
     -> fc 100 x 3, on 96 x 96 grayscale frames.
 
     576 = 64 x 3 x 3: 96 -conv7/3-> 30 -pool-> 15 -conv5/2-> 6 -pool-> 3.
+    ``batch_norm``: as in :class:`MnistNet` (after the two convolutions).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 3, clamp_output: bool = False,
-                 scale: str = "layer"):
+                 scale: str = "layer", batch_norm: bool = False):
         super().__init__()
-        self.layer1 = _conv_block(in_channels, 32, 7, stride=3, scale=scale)
-        self.layer2 = _conv_block(32, 64, 5, stride=2, scale=scale)
+        self.hparams = dict(in_channels=in_channels, num_classes=num_classes, clamp_output=clamp_output, scale=scale,
+                            batch_norm=batch_norm)
+        self.layer1 = _conv_block(in_channels, 32, 7, stride=3, scale=scale, batch_norm=batch_norm)
+        self.layer2 = _conv_block(32, 64, 5, stride=2, scale=scale, batch_norm=batch_norm)
         self.fc1 = nn.Sequential(SparseTernaryLinear(576, 100, scale=scale), nn.Hardtanh())
         self.fc = SparseTernaryLinear(100, num_classes, scale=scale)
         self.out = nn.Hardtanh() if clamp_output else nn.Identity()
@@ -126,6 +142,80 @@ class CarNet(StagedNet):
 
 register_model("mnist_net")(MnistNet)
 register_model("car_net")(CarNet)
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, _BatchNorm) for m in model.modules())
+
+
+def _stage_norm(stage: Stage) -> _BatchNorm | None:
+    """The BatchNorm right after a stage's layer, if there is one (and no other anywhere in it)."""
+    modules = list(stage.post) if isinstance(stage.post, nn.Sequential) else [stage.post]
+    norms = [m for m in modules if isinstance(m, _BatchNorm)]
+    if not norms:
+        return None
+    if len(norms) > 1 or modules[0] is not norms[0]:
+        raise ValueError(f"stage {stage.name}: only a BatchNorm directly after the layer can be folded into it")
+    return norms[0]
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimiser should move: all of them but the scales of layers that a
+    BatchNorm follows. Such a scale is redundant (the norm divides it out; only its eps notices),
+    so its gradient is nearly 0, and Adam, which steps every parameter by about its learning rate
+    whatever the gradient's size, would walk it at random: in p-SIREN's step 4 it took the scale of
+    layer 1.0 of a 90 % MNIST net to 0.0067 (0.29 when held at its value at ternarization) and the
+    norm's running variances to 2e-5 - 6e-5, near its eps of 1e-5, so that the norm no longer
+    normalised (results/checks/psiren_batch_norm.log). Without BatchNorm: ``model.parameters()``."""
+    frozen = set()
+    if isinstance(model, StagedNet):
+        frozen = {id(s.layer.scale) for s in model.stages() if _stage_norm(s) is not None}
+    return [p for p in model.parameters() if id(p) not in frozen]
+
+
+@torch.no_grad()
+def fold_batch_norm(model: StagedNet) -> StagedNet:
+    r"""The same network without its BatchNorm layers, each folded into the layer before it.
+
+    In evaluation mode a BatchNorm is an affine map per channel, $y = g_c z + s_c$ with
+    $g_c = \gamma_c / \sqrt{\sigma^2_c + \epsilon}$ (running variance) and $s_c = \beta_c - g_c \mu_c$.
+    After a ternary layer $z_c = \alpha\,(t * x)_c + b_c$ this is a layer with one scale per
+    output channel, $\alpha g_c$, and bias $g_c b_c + s_c$: the folded network is a
+    ``scale="channel"`` network of the same class whose ternary values, masks and counts, hence its
+    architecture and every bit-swap neighbour, are the original's. (A dense-mode layer gets $g_c w$.)
+    Its outputs equal the original's in eval mode up to float rounding; what the neighbour evaluator
+    and the perturbation sweeps see as a channel's output is then the layer's own. A negative
+    $\gamma_c$ gives a negative channel scale. Returns a new network in eval mode.
+    """
+    if not isinstance(model, StagedNet) or not hasattr(model, "hparams"):
+        raise TypeError("fold_batch_norm needs one of the book's staged networks (get_model('mnist_net', ...))")
+    param = next(model.parameters())
+    folded = type(model)(**{**model.hparams, "batch_norm": False, "scale": "channel"}).to(param.device, param.dtype)
+    for src, dst in zip(model.stages(), folded.stages()):
+        a, b = src.layer, dst.layer
+        c = a.weight.shape[0]
+        norm = _stage_norm(src)
+        if norm is None:
+            g = torch.ones(c, dtype=param.dtype, device=param.device)
+            s = torch.zeros_like(g)
+        else:
+            gamma = norm.weight if norm.weight is not None else torch.ones_like(norm.running_mean)
+            beta = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
+            g = gamma / torch.sqrt(norm.running_var + norm.eps)
+            s = beta - g * norm.running_mean
+        per_channel = (c,) + (1,) * (a.weight.dim() - 1)
+        b.mask.copy_(a.mask)
+        b.is_ternary.copy_(a.is_ternary)
+        scale = a.scale.expand(per_channel) if a.scale.dim() == 0 else a.scale
+        if bool(a.is_ternary):
+            b.weight.copy_(a.weight)  # only the signs count: g_c goes into the scale
+            b.scale.copy_(scale * g.view(per_channel))
+        else:
+            b.weight.copy_(a.weight * g.view(per_channel))
+            b.scale.copy_(scale)
+        bias = a.bias if a.bias is not None else torch.zeros_like(g)
+        b.bias.copy_(g * bias + s)
+    return folded.eval()
 
 
 # --- The CIFAR-10 nets of the robustness chapter (ordinary float layers, ReLU, as in the paper). ---

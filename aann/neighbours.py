@@ -38,6 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import Split
+from .models import has_batch_norm
 from .pooling import is_plain_2x2, max_pool_2x2_values
 from .ternary import SparseTernaryMixin, UnknownLayerError, get_layer
 
@@ -191,6 +192,9 @@ class NeighbourEvaluator:
                  certify: bool = True):
         if not hasattr(model, "stages"):
             raise TypeError("NeighbourEvaluator needs a staged network (aann.models.StagedNet)")
+        if has_batch_norm(model):  # its post would act on one channel as on a whole layer
+            raise TypeError("NeighbourEvaluator needs a network without BatchNorm: evaluate "
+                            "aann.models.fold_batch_norm(model), the same function with the norms folded in")
         self.stages = model.stages()
         self.post = [_evaluation_post(s.post) for s in self.stages]
         self.names = [s.name for s in self.stages]

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import cache
 from .data import Split
-from .models import get_model
+from .models import get_model, trainable_parameters
 from .pruning import SCOPES, check_sparsity, gradual_schedule, prune_to
 from .runtime import default_device, seed_everything
 from .ternary import ternarize
@@ -79,7 +79,7 @@ def fine_tune(model: nn.Module, train: Split, epochs: int, lr: float, batch_size
     4, and the backprop baseline of the SENSE chapter. ``after_epoch(e, model)`` is called after
     each epoch; ``augment(x, generator)`` transforms each batch and ``loss_fn(logits, y)`` scores
     it (see ``train_epoch``)."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(trainable_parameters(model), lr=lr)
     steps = epochs * -(-len(train) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine and steps else None
     for e in range(epochs):
@@ -169,7 +169,7 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
         results[p] = PSirenResult(p, model, val_acc, hist)
 
     trunk = build()
-    opt = torch.optim.Adam(trunk.parameters(), lr=config.lr)
+    opt = torch.optim.Adam(trainable_parameters(trunk), lr=config.lr)
     for e in range(config.n1):  # step 1: dense
         train_epoch(trunk, train, opt, config.batch_size, _epoch_seed(seed, "step1", e), augment=augment)
         log(history, 1, trunk, 0.0)

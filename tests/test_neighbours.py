@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from aann.data import Split
-from aann.models import get_model
+from aann.models import fold_batch_norm, get_model
 from aann.neighbours import (NeighbourEvaluator, Swaps, apply_swap, iter_neighbours, naive_accuracy,
                              neighbourhood_size, sample_neighbours, scan, undo_swap)
 from aann.pruning import prune_to
@@ -363,3 +363,24 @@ def test_images_certified_keep_their_predictions(name, kwargs, per_channel, posi
     assert ev.certified_fraction(layer) == 1.0
     assert torch.equal(ev.evaluate(swaps[1:]), torch.full((len(swaps) - 1,), ev.base_accuracy, dtype=torch.float64))
     assert NeighbourEvaluator(net, data).certified_fraction(list(sparse_layers(net))[-3]) == 0.0  # further back: none
+
+
+def test_batch_norm_nets_are_evaluated_folded():
+    net = ternary_net("mnist_net", batch_norm=True)
+    with torch.no_grad():  # running statistics and affine parameters away from the identity
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.05, 0.05), m.running_var.uniform_(0.5, 2), m.weight.normal_(1, 0.5)
+    net.eval()
+    data = data_for(net)
+    with pytest.raises(TypeError, match="fold_batch_norm"):
+        NeighbourEvaluator(net, data)
+    folded = fold_batch_norm(net)
+    ev = NeighbourEvaluator(folded, data)
+    for layer in sparse_layers(folded):
+        swaps = sample_neighbours(folded, layer, 8, seed=1)
+        acc, logits = ev.evaluate(swaps, return_logits=True)
+        ref = _reference_logits(folded, data, swaps)
+        assert torch.equal(logits.argmax(-1), ref.argmax(-1)), layer
+        # the folded network's neighbours are the original's: the same swap of the BN net agrees
+        assert torch.equal(naive_accuracy(net, data, swaps), naive_accuracy(folded, data, swaps)), layer

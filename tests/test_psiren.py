@@ -132,3 +132,26 @@ def test_parallel_jobs_from_a_script_on_stdin_say_why_they_cannot_start(monkeypa
     jobs = [dict(dataset="mnist", seed=s, levels=[50]) for s in (0, 1)]
     with pytest.raises(RuntimeError, match="re-imports the main module.*'<stdin>'"):
         p_siren_parallel(jobs, workers=2, device="cpu")
+
+
+def test_batch_norm_nets_keep_the_scale_set_at_ternarization(tiny_mnist_like, monkeypatch):
+    from aann import psiren
+    from aann.models import fold_batch_norm
+    from aann.training import logits
+
+    scales = {}
+    ternarize = psiren.ternarize
+
+    def record(model):  # the conv scales as ternarization sets them
+        ternarize(model)
+        scales.update({n: model.get_submodule(n).scale.detach().clone() for n in ("layer1.0", "layer2.0", "fc")})
+
+    monkeypatch.setattr(psiren, "ternarize", record)
+    cfg = replace(CFG, model_kwargs={"batch_norm": True})
+    net = p_siren(tiny_mnist_like, [80], seed=0, config=cfg, use_cache=False, progress=False)[80.0].model
+    check_sparse_ternary(net, 80)
+    assert torch.equal(net.layer1[0].scale, scales["layer1.0"]) and torch.equal(net.layer2[0].scale, scales["layer2.0"])
+    assert not torch.equal(net.fc.scale, scales["fc"])  # no norm after fc: its scale is learned
+    folded = fold_batch_norm(net)
+    check_sparse_ternary(folded, 80)
+    assert torch.equal(logits(folded, tiny_mnist_like["test"]).argmax(1), logits(net, tiny_mnist_like["test"]).argmax(1))
