@@ -246,6 +246,8 @@ def _p_siren_job(job: dict, device: str, progress: bool = True, threads: int | N
 
 # Fig. 2a's 15 levels, plus 90 %: the paper's reference network for everything that follows.
 LEVELS_FIG2 = [0, 10, 20, 30, 40, 50, 60, 70, 80, 85, 87, 89, 90, 91, 93, 95]
+# Fig. 2b's 19 levels (the car net): Fig. 2a's 15 and 96-99 %, plus 90 % again.
+LEVELS_FIG2B = sorted(set(LEVELS_FIG2) | {96, 97, 98, 99})
 
 
 def reference_budget(profile: str, seed: int = 0) -> dict:

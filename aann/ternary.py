@@ -1,4 +1,4 @@
-r"""Sparse ternary layers: weights in $\{-1, 0, +1\}$ times one positive scale per layer.
+r"""Sparse ternary layers: weights in $\{-1, 0, +1\}$ times a learned scale (per layer or per channel).
 
 A layer holds a real-valued *latent* weight $w$, a boolean mask $m$ (False = pruned, a 0 weight)
 and a scale $\alpha$. It runs in one of two modes:
@@ -10,7 +10,9 @@ In ternary mode the gradient reaches $w$ through the straight-through estimator
 $\partial t / \partial w := m$, so training moves latent weights across zero and flips signs, while
 the mask, hence the sparsity, stays fixed. $\alpha$ is learned; it only rescales a layer's
 pre-activations before the HardTanh clamp, so the architecture, the counts of -1/0/+1 and every
-bit-swap neighbour are those of the ternary $t$ alone.
+bit-swap neighbour are those of the ternary $t$ alone. Nothing keeps $\alpha$ positive: folding a
+batch norm with a negative gain into it (``aann.models.fold_batch_norm``) flips a channel's sign,
+which changes no count and no neighbour.
 """
 
 from __future__ import annotations

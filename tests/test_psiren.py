@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from aann import cache
-from aann.psiren import PSirenConfig, p_siren
+from aann.psiren import LEVELS_FIG2, LEVELS_FIG2B, PSirenConfig, p_siren
 from aann.ternary import check_sparse_ternary
 from aann.training import accuracy, random_shift
 
@@ -64,6 +64,13 @@ def test_config_validation():
         PSirenConfig(shift=-1)
     with pytest.raises(ValueError, match=r"\[0, 100\)"):
         p_siren({"train": None, "val": None}, [100])
+
+
+def test_figure_2_levels_are_the_papers():
+    # Fig. 2a: 15 levels, plus 90 % (the reference net); Fig. 2b: Fig. 2a's and 96-99 %, 19 (+ 90 %)
+    assert LEVELS_FIG2 == [0, 10, 20, 30, 40, 50, 60, 70, 80, 85, 87, 89, 90, 91, 93, 95]
+    assert LEVELS_FIG2B == sorted(LEVELS_FIG2B) and LEVELS_FIG2B[-5:] == [95, 96, 97, 98, 99]
+    assert len([p for p in LEVELS_FIG2B if p != 90]) == 19
 
 
 def test_cache_key_is_order_free_and_roundtrips():
