@@ -22,7 +22,8 @@ from .car_racing import MAX_STEPS, ExpertDriver, run_episode, to_gray
 from .data import CorruptDataError, Split, data_root, md5
 
 SPLIT_SEED_BASE = {"train": 10_000, "val": 20_000, "test": 30_000, "drive": 40_000}
-FORMAT_VERSION = 1  # bump when the expert, the class mapping or the file layout changes
+# bump when the expert, the class mapping or the file layout changes (2: classes from the damped aim)
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)

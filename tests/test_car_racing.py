@@ -8,15 +8,48 @@ from aann.data import CorruptDataError
 from aann.models import get_model
 
 
-@pytest.mark.parametrize("action, expected", [
-    ([-0.5, 0.3, 0.0], 0),  # steering left beyond the dead band
-    ([0.5, 0.0, 0.0], 2),
-    ([0.05, 1.0, 0.0], 1),  # nearly straight: gas
-    ([-0.05, 0.0, 0.4], 0),  # wants to slow down: coast, toward the side it steers
-    ([0.05, 0.0, 0.4], 2),
+@pytest.mark.parametrize("aim, action, expected", [
+    (0.3, [0.5, 1.0, 0.0], 0),  # the aim point lies left beyond the dead band: left, whatever it steers
+    (-0.3, [-0.5, 1.0, 0.0], 2),
+    (0.02, [0.4, 1.0, 0.0], 1),  # nearly straight ahead: gas
+    (0.02, [0.0, 0.0, 0.4], 0),  # wants to slow down: coast, toward the aim's side
+    (-0.02, [0.0, 0.0, 0.4], 2),
+    (0.3, [0.0, 0.0, 0.4], 0),  # slowing down in a bend: still the bend's side
 ])
-def test_action_class(action, expected):
-    assert cr.action_class(np.array(action)) == expected
+def test_action_class(aim, action, expected):
+    assert cr.action_class(aim, np.array(action)) == expected
+
+
+@pytest.fixture
+def placed_expert():
+    """The expert on track 3, and place(offset): the car moved ``offset`` units left of the centre
+    line (negative: right of it), heading along the track; returns its hull."""
+    env = cr.make_env()
+    env.reset(seed=3)
+    expert = cr.TrackExpert(env)
+    hull = env.unwrapped.car.hull
+    t = expert.direction[expert.state()[0]]
+    start, normal_left = np.array(hull.position), np.array([-np.sin(t), np.cos(t)])
+
+    def place(offset):
+        hull.position = tuple(start + offset * normal_left)
+        hull.angle = t - np.pi / 2
+        return hull
+
+    yield expert, place
+    env.close()
+
+
+def test_aim_angle_points_at_the_line_ahead_and_is_damped_by_the_yaw_rate(placed_expert):
+    """Placed right of the line and heading along it, the aim point lies to the left (> 0); a car
+    already turning left fast (yaw rate > 0) has its aim damped by yaw_damping times the rate."""
+    expert, place = placed_expert
+    hull = place(-3.0)
+    still = expert.aim_angle()
+    assert still > 0
+    hull.angularVelocity = 2.0
+    assert expert.aim_angle() == pytest.approx(still - cr.YAW_DAMPING * 2.0, abs=1e-9)
+    assert expert.aim_angle(yaw_damping=0.0) == pytest.approx(still, abs=1e-9)
 
 
 def test_class_actions_match_their_names():
@@ -41,23 +74,12 @@ def test_expert_needs_a_track():
         env.close()
 
 
-def test_expert_turns_toward_the_centre_line():
+def test_expert_turns_toward_the_centre_line(placed_expert):
     """Left of the line (negative cross-track error) the expert steers right, and vice versa."""
-    env = cr.make_env()
-    try:
-        env.reset(seed=3)
-        expert = cr.TrackExpert(env)
-        hull = env.unwrapped.car.hull
-        i, _, _, _ = expert.state()
-        t = expert.direction[i]
-        normal_left = np.array([-np.sin(t), np.cos(t)])
-        start = np.array(hull.position)
-        for side, sign in [(+1, 1), (-1, -1)]:  # moved to the left of the line: steer right (> 0)
-            hull.position = tuple(start + side * 3.0 * normal_left)
-            hull.angle = t - np.pi / 2  # heading along the track
-            assert sign * expert.act()[0] > 0
-    finally:
-        env.close()
+    expert, place = placed_expert
+    for side, sign in [(+1, 1), (-1, -1)]:  # moved to the left of the line: steer right (> 0)
+        place(side * 3.0)
+        assert sign * expert.act()[0] > 0
 
 
 def test_episode_is_deterministic_and_checks_arguments():

@@ -1,4 +1,5 @@
 # Rerun: .venv/bin/python results/checks/car_sense_random80_cross_entropy.py [steps] [fitness] [from_steps]
+#   > results/checks/car_sense_random80_<fitness>_labels<version>.log
 # (CPU; resumable; from_steps: continue the finished run of that many steps instead of starting afresh)
 """SENSE from the random 80 %-sparse car net (seed 0, the car chapter's start) with the
 cross-entropy fitness (``SenseConfig(fitness="cross_entropy")``; ``fitness`` = accuracy runs the
@@ -8,7 +9,9 @@ neighbours a step, ``steps`` steps (default 2,000). Data: the full profile's dem
 test on all 8,000 frames of the 8 test tracks, evaluated afterwards on the network the search held
 every 100 steps; the test never selects. Checkpointed in the model cache: a stopped run resumes.
 Prints one line per 100 steps and writes them, with the search's wall time (when it ran in this
-call), to ``car_sense_random80_<fitness>_cpu.json`` beside this script."""
+call), to ``car_sense_random80_<fitness>_labels<version>_cpu.json`` beside this script, ``version``
+being the demonstrations' ``FORMAT_VERSION`` (their class mapping: runs on labels 1 and 2 are
+different data)."""
 import sys
 import time
 from dataclasses import replace
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aann.demonstrations import DemoConfig, load_demonstrations
+from aann.demonstrations import FORMAT_VERSION, DemoConfig, load_demonstrations
 from aann.neighbours import NeighbourEvaluator
 from aann.results import write_results
 from aann.sense import SenseConfig, checkpoint_path, random_sparse_ternary, sense
@@ -58,6 +61,6 @@ if __name__ == "__main__":
               f"test {test_acc:.4f}  evaluations {evaluations:,}  moves {moved}", flush=True)
     metrics.update({"final/val_acc": h["val_acc"][-1], "final/test_acc": metrics[f"curve/{steps}/test_acc"],
                     "final/evaluations": h["evaluations"][-1]})
-    out = write_results(f"car_sense_random80_{fitness}_cpu", metrics, profile="check", device="cpu",
+    out = write_results(f"car_sense_random80_{fitness}_labels{FORMAT_VERSION}_cpu", metrics, profile="check", device="cpu",
                         out_dir=Path(__file__).resolve().parent)
     print(f"wrote {out}")

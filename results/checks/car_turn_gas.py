@@ -1,7 +1,8 @@
 # Rerun: .venv/bin/python results/checks/car_turn_gas.py  (CPU, about 3 minutes a variant)
 """Could a different class -> action mapping lift the 3-class ceiling? The 3-class expert on the
 tracks its constants were tuned on (gymnasium seeds 0-5, never an evaluation track), with the two
-turning classes executing some gas g instead of coasting (g = 0 is the book's mapping). Run
+turning classes executing some gas g instead of coasting (g = 0 was the book's mapping; run on labels
+version 1, the thresholded steering of the time). Run
 interrupted after g = 0.2: the trend was already clear."""
 import numpy as np
 
