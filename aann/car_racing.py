@@ -143,7 +143,7 @@ def action_class(aim: float, action: np.ndarray, dead_band: float = DEAD_BAND) -
     oscillates: the car weaved, spent a third of its frames off the road and reached 517 on the
     evaluation tracks. Choosing the coasting side by the sign of a near-zero steering also swerved
     the car away from the bend it was braking for."""
-    steer, gas, brake = (float(a) for a in action)
+    _, gas, brake = (float(a) for a in action)
     if aim > dead_band:
         return 0
     if aim < -dead_band:
