@@ -168,21 +168,22 @@ class ExpertDriver:
         self.expert = TrackExpert(env, **self.expert_kwargs)
         self._frame, self._action, self._class = None, None, None
 
-    def _decide(self, obs):
+    def _decide(self, obs) -> np.ndarray:
         # label() and act() are both called on each recorded frame: decide once per observation
         if obs is None or obs is not self._frame:
-            action = self.expert.act(obs)
-            self._frame, self._action = obs, action
-            self._class = action_class(self.expert.aim_angle(), action)
-        return self._action, self._class
+            self._frame, self._action, self._class = obs, self.expert.act(obs), None
+        return self._action
 
     def label(self, obs=None) -> int:
-        return self._decide(obs)[1]
+        action = self._decide(obs)
+        if self._class is None:  # only when asked: the continuous expert never is
+            self._class = action_class(self.expert.aim_angle(), action)
+        return self._class
 
     def act(self, obs) -> np.ndarray:
         if self.classes:
             return CLASS_ACTIONS[self.label(obs)]
-        return self._decide(obs)[0]
+        return self._decide(obs)
 
 
 class RandomDriver:

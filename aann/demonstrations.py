@@ -167,3 +167,20 @@ def load_demonstrations(n_tracks: dict, config: DemoConfig = DemoConfig(), devic
         split, info[k] = load_tracks(v, config)
         splits[k] = split.to(device)
     return splits, info
+
+
+@dataclass(frozen=True)
+class DemonstrationSplits:
+    """Generated demonstrations as a data source that a worker process loads itself: the ``dataset``
+    of a ``p_siren_parallel`` job. Pickling it sends two small configs, not a gigabyte of frames
+    through a pipe. Calling it with a device returns the splits ``load_demonstrations`` returns; it
+    never generates (processes side by side would record the same tracks), so generate first."""
+
+    n_tracks: dict
+    config: DemoConfig = DemoConfig()
+
+    def __call__(self, device="cpu") -> dict[str, Split]:
+        return {k: load_tracks(split_seeds(k, n), self.config)[0].to(device) for k, n in self.n_tracks.items()}
+
+    def __str__(self) -> str:
+        return f"car demonstrations {self.n_tracks} ({self.config.folder().name})"

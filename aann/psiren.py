@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import pickle
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -193,7 +194,10 @@ def p_siren_parallel(jobs: list[dict], workers: int, device=None) -> None:
     into the model cache (nothing is returned: read the networks back with ``p_siren``).
 
     Each job is ``dict(dataset=..., seed=..., levels=..., config=..., train_size=...,
-    rate_levels=...)`` (the last three optional). Why processes: the book's nets are small, so one
+    rate_levels=...)`` (the last three optional). ``dataset`` names a data set of ``load_splits``
+    (``train_size`` then subsets its training split), or is a picklable callable that the worker
+    calls with the device to get its splits (e.g. ``demonstrations.DemonstrationSplits``: each
+    worker reads the files itself). Why processes: the book's nets are small, so one
     training loop spends most of its time in Python issuing kernels and leaves a GPU mostly idle;
     several loops side by side fill it (seeds and data sets are independent trajectories). On a
     CPU the cores are split between the processes (``torch.get_num_threads() // workers`` threads
@@ -211,6 +215,13 @@ def p_siren_parallel(jobs: list[dict], workers: int, device=None) -> None:
         if missing or unknown:
             raise ValueError(f"a p-SIREN job has the fields {_JOB_FIELDS} (the first three required); "
                              f"missing {sorted(missing)}, unknown {sorted(unknown)}")
+        source = job["dataset"]
+        if not (isinstance(source, str) or callable(source)):
+            raise ValueError(f"a p-SIREN job's dataset is a data set name or a callable device -> splits, "
+                             f"got {type(source).__name__} {source!r}")
+        if callable(source) and job.get("train_size") is not None:
+            raise ValueError(f"train_size subsets a named data set; the callable dataset {source} makes its own "
+                             f"splits (got train_size={job['train_size']})")
     device = str(device or default_device())
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
@@ -222,6 +233,12 @@ def p_siren_parallel(jobs: list[dict], workers: int, device=None) -> None:
 
     from .runtime import spawn_context
 
+    for job in jobs:  # a job travels to its worker pickled: say which one cannot, before any starts
+        try:
+            pickle.dumps(job)
+        except Exception as err:
+            raise ValueError(f"p-SIREN job {job['dataset']} seed {job['seed']} cannot be sent to a worker process "
+                             f"({err}); define its dataset callable at module level") from err
     with ProcessPoolExecutor(workers, mp_context=spawn_context()) as pool:
         futures = [pool.submit(_p_siren_job, job, device, False, threads) for job in jobs]
         for job, future in zip(jobs, futures):
@@ -239,7 +256,9 @@ def _p_siren_job(job: dict, device: str, progress: bool = True, threads: int | N
 
     if threads is not None:
         torch.set_num_threads(threads)
-    data = load_splits(job["dataset"], train_size=job.get("train_size"), device=device, download=True)
+    source = job["dataset"]
+    data = source(device) if callable(source) else load_splits(source, train_size=job.get("train_size"),
+                                                                device=device, download=True)
     p_siren(data, job["levels"], seed=job["seed"], config=job.get("config"), device=device,
             progress=progress, rate_levels=job.get("rate_levels"))
 

@@ -146,3 +146,37 @@ def test_demonstrations_resume_and_refuse_corruption(tmp_path, monkeypatch):
         demo.load_tracks([10], config)
     with pytest.raises(FileNotFoundError, match="track_12.npz"):
         demo.load_tracks([12], config)
+
+
+def test_p_siren_workers_load_the_demonstrations_themselves(tmp_path, monkeypatch):
+    # the car chapter's full profile trains its seeds side by side: each worker reads the generated
+    # files, and the notebook's p_siren then finds every level in the cache
+    from aann import psiren
+    from aann.psiren import PSirenConfig, p_siren, p_siren_parallel
+
+    monkeypatch.setenv("AANN_DATA", str(tmp_path))
+    config = demo.DemoConfig(steps=25, noise=0.2)
+    n_tracks = {"train": 2, "val": 1, "test": 1}
+    data, _ = demo.load_demonstrations(n_tracks, config, workers=1, progress=False)
+    source = demo.DemonstrationSplits(n_tracks, config)
+    assert all(torch.equal(source()[k].x, data[k].x) for k in n_tracks)
+    cfg = PSirenConfig(model="car_net", n1=1, n2=2, n3=0, n4=1, batch_size=32)
+    jobs = [dict(dataset=source, seed=s, levels=[50, 90], config=cfg) for s in (0, 1)]
+    p_siren_parallel(jobs, workers=2, device="cpu")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("p_siren trained although the parallel jobs had cached every level")
+
+    monkeypatch.setattr(psiren, "train_epoch", no_training)
+    monkeypatch.setattr(psiren, "fine_tune", no_training)
+    for s in (0, 1):
+        assert set(p_siren(data, [50, 90], seed=s, config=cfg)) == {50.0, 90.0}
+
+    with pytest.raises(ValueError, match="train_size subsets a named data set"):
+        p_siren_parallel([dict(jobs[0], train_size=10)], workers=2)
+    with pytest.raises(ValueError, match="a data set name or a callable"):
+        p_siren_parallel([dict(jobs[0], dataset=3)], workers=2)
+    with pytest.raises(ValueError, match="cannot be sent to a worker process"):
+        p_siren_parallel([dict(jobs[0], dataset=lambda device: data)] * 2, workers=2)
+    with pytest.raises(FileNotFoundError, match="track_10002.npz"):
+        demo.DemonstrationSplits({"train": 3}, config)()
