@@ -8,10 +8,15 @@ neighbours a step, ``steps`` steps (default 2,000). Data: the full profile's dem
 (1,000 frames each, 10 % DART noise): selection on 2,000 frames drawn from the 8 validation tracks,
 test on all 8,000 frames of the 8 test tracks, evaluated afterwards on the network the search held
 every 100 steps; the test never selects. Checkpointed in the model cache: a stopped run resumes.
+The finished search's checkpoint is also copied beside this script
+(``car_sense_random80_<fitness>_labels<version>_checkpoint.pt``, committed), and ``from_steps``
+extends that copy when the cache lacks the shorter run's: a later run on another machine goes on
+from there instead of from step 0.
 Prints one line per 100 steps and writes them, with the search's wall time (when it ran in this
 call), to ``car_sense_random80_<fitness>_labels<version>_cpu.json`` beside this script, ``version``
 being the demonstrations' ``FORMAT_VERSION`` (their class mapping: runs on labels 1 and 2 are
 different data)."""
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -37,10 +42,16 @@ if __name__ == "__main__":
     path = checkpoint_path(f"car-random80-{fitness}", start, select, cfg)
     shorter = None if from_steps is None else checkpoint_path(f"car-random80-{fitness}", start, select,
                                                               replace(cfg, steps=from_steps))
+    # the last run's checkpoint is committed beside this script: a cache on another machine lacks it
+    kept = Path(__file__).resolve().with_name(f"car_sense_random80_{fitness}_labels{FORMAT_VERSION}_checkpoint.pt")
+    if shorter is not None and not shorter.exists() and kept.exists():
+        print(f"extending the committed checkpoint {kept.name}", flush=True)
+        shorter = kept
     ran = not path.exists() and shorter is None
     t = time.time()
     res = sense(start, select, cfg, checkpoint=path, extends=shorter)
     search_s = time.time() - t
+    shutil.copyfile(path, kept)
     print(f"search: {search_s:.0f} s" + ("" if ran else " (resumed from a checkpoint)"), flush=True)
     h = res.history
     members = np.cumsum(h["moved"])  # the family member the search held after each step
