@@ -8,12 +8,12 @@ PY := $(VENV)/bin/python
 PROFILE ?= $(shell $(PY) -c 'import torch; print("full" if torch.cuda.is_available() else "quick")' 2>/dev/null || echo quick)
 DATASETS := mnist fashion_mnist
 
-.PHONY: help env system-deps data execute site book test bench clean
+.PHONY: help env system-deps data execute site book test bench clean device-wheels
 
 help:
 	@echo "make book   environment + data + every chapter executed (PROFILE=$(PROFILE)) + site in _build/html"
 	@echo "make test   environment + data + pytest: unit tests, chapters in the quick profile, site with -W"
-	@echo "make data | execute | site | clean"
+	@echo "make data | execute | site | clean | bench | device-wheels"
 
 env: $(VENV)/.installed
 
@@ -67,3 +67,19 @@ bench: data
 	$(PY) benchmarks/bench_psiren_workers.py
 	$(PY) benchmarks/bench_pooling.py
 	$(PY) benchmarks/bench_eval_batch.py
+
+# Wheels for a lent GPU machine (Python 3.12, x86-64) that has its own torch, numpy and scientific
+# stack but none of the notebook runners and no Box2D: the versions installed here and their needs,
+# into .whl/ (ignored, ~35 MB). Carry .whl there and start the command with
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+DEVICE_PYTHON ?= 3.12
+DEVICE_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
+	manylinux1_x86_64 any
+DEVICE_PACKAGES := gymnasium box2d pygame-ce papermill jupytext ipykernel
+device-wheels: env
+	rm -rf .whl
+	$(PY) -m pip download -q --only-binary=:all: --python-version $(DEVICE_PYTHON) --implementation cp \
+	  $(addprefix --platform ,$(DEVICE_PLATFORMS)) -d .whl \
+	  $$($(PY) -c 'import importlib.metadata as m, sys; print(*(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' $(DEVICE_PACKAGES))
+	rm -f .whl/numpy-*.whl  # the machine's own numpy, the one its torch was built against
+	@echo "$$(ls .whl | wc -l) wheels, $$(du -sh .whl | cut -f1) in .whl/"
