@@ -260,14 +260,20 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
         if not Path(extends).is_file():
             raise FileNotFoundError(f"the checkpoint to extend, {extends}, does not exist")
         state = _load(Path(extends), config, fingerprint, shorter=True)
+    if state is not None:
+        for key, value in state.items():
+            setattr(result, key, value)
+    end = config.steps if stop_after is None else min(config.steps, result.step + stop_after)
+    if state is not None and result.step >= end:
+        # nothing left to do in this call (a finished search, found in its checkpoint): the
+        # evaluators, whose replay of a long path costs minutes, are not built
+        return result
     net = copy.deepcopy(initial)
     evaluator = NeighbourEvaluator(net, select)
     # the report split gets an evaluator too: after a move only the moved layer's channels and
     # what follows are recomputed, and both accuracies are counted the same way (float64, exact)
     reporter = NeighbourEvaluator(net, report) if report is not None else None
     if state is not None:
-        for key, value in state.items():
-            setattr(result, key, value)
         # the path replayed through the evaluators (NeighbourEvaluator.follow): their caches then
         # hold bit for bit what a search run straight through holds (a fresh evaluator of the last
         # member agrees only to rounding), so a resumed search follows the same trajectory
@@ -285,7 +291,6 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
                                           "evaluations", "temperature")}
     best_so_far = max(result.member_val)
     test_acc = reporter.base_accuracy if reporter is not None else None
-    end = config.steps if stop_after is None else min(config.steps, result.step + stop_after)
     saved_at = time.monotonic()
     bar = tqdm(total=config.steps, initial=result.step, desc=f"SENSE {config.schedule}", unit="step",
                disable=not progress, mininterval=5)

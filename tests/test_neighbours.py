@@ -12,7 +12,11 @@ from aann.pruning import prune_to
 from aann.ternary import sparse_layers, ternarize, value_counts
 
 
-def ternary_net(name="mnist_net", sparsity=70, scale=0.03, seed=0, per_channel=False, **kwargs):
+# the exactness tests run on every device there is: CUDA where a GPU is present (skipped elsewhere)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+def ternary_net(name="mnist_net", sparsity=70, scale=0.03, seed=0, per_channel=False, device="cpu", **kwargs):
     """A sparse ternary net; a small scale keeps units in HardTanh's linear range, a large one
     saturates them (exact +-1 everywhere: ties)."""
     torch.manual_seed(seed)
@@ -25,13 +29,14 @@ def ternary_net(name="mnist_net", sparsity=70, scale=0.03, seed=0, per_channel=F
     with torch.no_grad():
         for layer in sparse_layers(net).values():  # per channel: scales spread around `scale`
             layer.scale.copy_(scale * (0.5 + torch.rand_like(layer.scale)))
-    return net
+    return net.to(device)
 
 
 def data_for(net, n=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     side = 96 if net.fc.out_features == 3 else 28
-    return Split(torch.rand(n, 1, side, side, generator=g), torch.randint(0, net.fc.out_features, (n,), generator=g))
+    split = Split(torch.rand(n, 1, side, side, generator=g), torch.randint(0, net.fc.out_features, (n,), generator=g))
+    return split.to(net.fc.weight.device)
 
 
 def _state(net):
@@ -121,8 +126,9 @@ def _same_channel_swaps(net, layer, n):
 @pytest.mark.parametrize("name,kwargs", [("mnist_net", {}), ("mnist_net", {"clamp_output": True}), ("car_net", {})])
 @pytest.mark.parametrize("scale", [0.03, 2.0])  # linear range / saturated, with exact ties
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_fast_evaluation_equals_a_full_forward_pass(name, kwargs, scale, per_channel):
-    net = ternary_net(name, scale=scale, per_channel=per_channel, **kwargs)
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_evaluation_equals_a_full_forward_pass(name, kwargs, scale, per_channel, device):
+    net = ternary_net(name, scale=scale, per_channel=per_channel, device=device, **kwargs)
     data = data_for(net)
     ev = NeighbourEvaluator(net, data)
     for layer in sparse_layers(net):
@@ -263,12 +269,13 @@ def test_scan_of_a_whole_neighbourhood_matches_evaluating_it_at_once():
 
 @pytest.mark.parametrize("name,kwargs", [("mnist_net", {}), ("mnist_net", {"clamp_output": True}), ("car_net", {})])
 @pytest.mark.parametrize("scale", [0.03, 2.0])  # linear range / saturated, with exact ties
-def test_evaluator_follows_moves_as_a_fresh_one_would(name, kwargs, scale):
+@pytest.mark.parametrize("device", DEVICES)
+def test_evaluator_follows_moves_as_a_fresh_one_would(name, kwargs, scale, device):
     """A move updates the caches incrementally (hidden layers): after each of a chain of moves in
     every layer, including two weights of one channel, the predictions and accuracy equal a fresh
     evaluator's, the cached activations agree to rounding, and the accuracy is the one the
     neighbour was scored with before the move."""
-    net = ternary_net(name, scale=scale, **kwargs)
+    net = ternary_net(name, scale=scale, device=device, **kwargs)
     data = data_for(net, n=40)
     ev = NeighbourEvaluator(net, data)
     replayed = NeighbourEvaluator(net, data)  # follows the whole path at the end
@@ -296,11 +303,12 @@ def test_evaluator_follows_moves_as_a_fresh_one_would(name, kwargs, scale):
 
 @pytest.mark.parametrize("name,kwargs", [("mnist_net", {}), ("mnist_net", {"clamp_output": True}), ("car_net", {})])
 @pytest.mark.parametrize("scale", [0.03, 2.0])  # linear range / saturated, with exact ties among the logits
-def test_output_layer_accuracy_without_logits_equals_the_logits_argmax(name, kwargs, scale):
+@pytest.mark.parametrize("device", DEVICES)
+def test_output_layer_accuracy_without_logits_equals_the_logits_argmax(name, kwargs, scale, device):
     """Accuracy alone, for the output layer, comes from the top three logits per image instead of
     all new logits: it must give exactly the predictions of the full logits (ties included), also
     after moves and across image chunks."""
-    net = ternary_net(name, scale=scale, **kwargs)
+    net = ternary_net(name, scale=scale, device=device, **kwargs)
     data = data_for(net, n=80)
     evaluators = [NeighbourEvaluator(net, data, chunk_elems=c) for c in (None, 3000)]  # one chunk / several
     for move in range(3):
@@ -320,11 +328,12 @@ def test_output_layer_accuracy_without_logits_equals_the_logits_argmax(name, kwa
 @pytest.mark.parametrize("name,kwargs,per_channel", [("mnist_net", {}, False), ("mnist_net", {"clamp_output": True}, True),
                                                      ("car_net", {}, False)])
 @pytest.mark.parametrize("position", [-1, -2])  # the output layer, the layer before it
-def test_images_certified_keep_their_predictions(name, kwargs, per_channel, position):
+@pytest.mark.parametrize("device", DEVICES)
+def test_images_certified_keep_their_predictions(name, kwargs, per_channel, position, device):
     """Images whose top logit leads by more than any swap of the layer can move two logits are
     counted once, not scored per neighbour: the accuracies must equal a full forward pass's, with
     some, none and all images certified, and after a move in the layer."""
-    net = ternary_net(name, per_channel=per_channel, **kwargs)
+    net = ternary_net(name, per_channel=per_channel, device=device, **kwargs)
     layer = list(sparse_layers(net))[position]
     data = data_for(net, n=60)
     bias = net.fc.bias[1].item()
@@ -361,7 +370,8 @@ def test_images_certified_keep_their_predictions(name, kwargs, per_channel, posi
         net.fc.bias[1] += 1000
     ev = NeighbourEvaluator(net, data)
     assert ev.certified_fraction(layer) == 1.0
-    assert torch.equal(ev.evaluate(swaps[1:]), torch.full((len(swaps) - 1,), ev.base_accuracy, dtype=torch.float64))
+    assert torch.equal(ev.evaluate(swaps[1:]), torch.full((len(swaps) - 1,), ev.base_accuracy, dtype=torch.float64,
+                                                          device=data.y.device))
     assert NeighbourEvaluator(net, data).certified_fraction(list(sparse_layers(net))[-3]) == 0.0  # further back: none
 
 

@@ -64,6 +64,27 @@ def test_resumed_search_follows_the_same_trajectory(start, tiny_mnist_like, tmp_
         sense(start, tiny_mnist_like["val"], cfg, checkpoint=ck, progress=False)
 
 
+def test_a_finished_search_is_read_from_its_checkpoint_without_evaluating(start, tiny_mnist_like, tmp_path,
+                                                                          monkeypatch):
+    val, test = tiny_mnist_like["val"], tiny_mnist_like["test"]
+    ck = tmp_path / "done.pt"
+    done = sense(start, val, _cfg(), report=test, checkpoint=ck, progress=False)
+    sense(start, val, _cfg(), checkpoint=tmp_path / "half.pt", stop_after=3, progress=False)
+
+    def no_evaluator(*args, **kwargs):
+        raise AssertionError("a finished search built an evaluator")
+
+    monkeypatch.setattr(sense_module, "NeighbourEvaluator", no_evaluator)
+    again = sense(start, val, _cfg(), report=test, checkpoint=ck, progress=False)
+    assert (again.step, again.path, again.member_val, again.history) == (done.step, done.path, done.member_val,
+                                                                         done.history)
+    assert torch.equal(torch.cat([p.flatten() for p in again.network.parameters()]),
+                       torch.cat([p.flatten() for p in done.network.parameters()]))
+    # an unfinished one still evaluates
+    with pytest.raises(AssertionError, match="built an evaluator"):
+        sense(start, val, _cfg(), checkpoint=tmp_path / "half.pt", progress=False)
+
+
 def test_a_longer_search_extends_a_shorter_one(start, tiny_mnist_like, tmp_path, monkeypatch):
     val = tiny_mnist_like["val"]
     straight = sense(start, val, _cfg(steps=8), progress=False)
