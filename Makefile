@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 PROFILE ?= $(shell $(PY) -c 'import torch; print("full" if torch.cuda.is_available() else "quick")' 2>/dev/null || echo quick)
 DATASETS := mnist fashion_mnist
 
-.PHONY: help env system-deps data execute site book test bench clean device-wheels
+.PHONY: help env system-deps data execute site book test test-kernels bench clean device-wheels
 
 help:
 	@echo "make book   environment + data + every chapter executed (PROFILE=$(PROFILE)) + site in _build/html"
 	@echo "make test   environment + data + pytest: unit tests, chapters in the quick profile, site with -W"
+	@echo "make test-kernels   the unit tests again under the CPU kernel families default and avx2"
 	@echo "make data | execute | site | clean | bench | device-wheels"
 
 env: $(VENV)/.installed
@@ -55,6 +56,17 @@ book: execute
 
 test: data
 	$(PY) -m pytest
+
+# The unit tests (not the chapters) under other CPU kernel families than this processor's own:
+# PyTorch's dispatch (ATEN_CPU_CAPABILITY) and oneDNN's instruction set (ONEDNN_MAX_CPU_ISA) capped
+# together. `make test` already compares the sensitive numbers across them (tests/test_cpu_kernels.py).
+KERNEL_FAMILIES := default:SSE41 avx2:AVX2
+test-kernels: data
+	for family in $(KERNEL_FAMILIES); do \
+	  cap=$${family%%:*}; isa=$${family##*:}; \
+	  echo "== ATEN_CPU_CAPABILITY=$$cap ONEDNN_MAX_CPU_ISA=$$isa"; \
+	  ATEN_CPU_CAPABILITY=$$cap ONEDNN_MAX_CPU_ISA=$$isa $(PY) -m pytest -m "not chapter and not site" -q -p no:cacheprovider; \
+	done
 
 clean:
 	rm -rf _build

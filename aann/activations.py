@@ -15,6 +15,7 @@ from torch import nn
 
 from . import cache
 from .data import Split
+from .ternary import UnknownLayerError
 from .training import TrainConfig, train_classifier, training_key
 
 
@@ -27,7 +28,7 @@ def check_layers(model: nn.Module, layers) -> list[str]:
     unknown = [name for name in layers if name not in names or name == ""]
     if unknown:
         known = ", ".join(n for n in names if n)
-        raise KeyError(f"unknown layer(s) {unknown} in {type(model).__name__}; its submodules are: {known}")
+        raise UnknownLayerError(f"unknown layer(s) {unknown} in {type(model).__name__}; its submodules are: {known}")
     return layers
 
 

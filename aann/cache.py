@@ -2,12 +2,18 @@
 
 Entries are plain ``torch.save`` files holding a state dict and JSON-able metadata, read back with
 ``torch.load(..., weights_only=True)``: no pickled code is ever executed.
+
+A damaged entry (a truncated file, a file that is not a torch archive, one written by another cache
+version or for another configuration) is never an error: :func:`load` warns with
+:class:`DamagedCacheEntryWarning`, naming the file and what is wrong with it, and answers as for a
+missing entry, so the caller trains again and :func:`save` replaces the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -30,15 +36,39 @@ def cache_path(config: dict) -> Path:
     return cache_dir() / f"{config_key(config)}.pt"
 
 
+class DamagedCacheEntryWarning(UserWarning):
+    """A cache entry could not be used; the model it held is trained again."""
+
+
+def _damage(entry, config: dict) -> str | None:
+    """What is wrong with a loaded entry, or None."""
+    if not isinstance(entry, dict) or not {"state_dict", "config_json", "meta_json"} <= entry.keys():
+        return "not a cache entry (no state_dict, config_json and meta_json)"
+    # entries record their version since version 2; one without the field was written by version 2
+    version = entry.get("cache_version", 2)
+    if version != CACHE_VERSION:
+        return f"written by cache version {version}, this is version {CACHE_VERSION}"
+    if entry["config_json"] != json.dumps(config, sort_keys=True, default=str):
+        return "it holds another configuration than the one it is named for"
+    return None
+
+
 def load(config: dict) -> tuple[dict, dict] | None:
-    """``(state_dict, meta)`` for ``config``, or None when it was never saved."""
+    """``(state_dict, meta)`` for ``config``, or None when it was never saved or cannot be used
+    (then a :class:`DamagedCacheEntryWarning` names the file and why)."""
     path = cache_path(config)
     if not path.is_file():
         return None
-    entry = torch.load(path, map_location="cpu", weights_only=True)
-    if entry.get("config_json") != json.dumps(config, sort_keys=True, default=str):
-        raise RuntimeError(f"cache entry {path} does not hold the configuration it is named for; delete it")
-    return entry["state_dict"], json.loads(entry["meta_json"])
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+        problem = _damage(entry, config)
+        if problem is None:
+            return entry["state_dict"], json.loads(entry["meta_json"])
+    except Exception as err:  # truncated, not a torch archive, unpicklable, bad JSON: all the same here
+        problem = f"{type(err).__name__}: {err}".splitlines()[0]
+    warnings.warn(f"model cache entry {path} cannot be used ({problem}); training it again, the new "
+                  "entry will replace the file", DamagedCacheEntryWarning, stacklevel=2)
+    return None
 
 
 def save(config: dict, state_dict: dict, meta: dict | None = None) -> Path:
@@ -48,6 +78,7 @@ def save(config: dict, state_dict: dict, meta: dict | None = None) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "config_json": json.dumps(config, sort_keys=True, default=str),
         "meta_json": json.dumps(meta or {}),
+        "cache_version": CACHE_VERSION,
     }
     tmp = path.with_suffix(".tmp")
     torch.save(entry, tmp)

@@ -23,6 +23,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,14 @@ class MissingDataError(FileNotFoundError):
 
 
 class CorruptDataError(OSError):
-    """A data file exists but its contents do not match the known checksum."""
+    """A data file exists but cannot be read, or its contents do not match the known checksum.
+    The message names the file and says how to replace it."""
+
+
+# What reading a damaged file can raise: OSError covers gzip's BadGzipFile (bad header, CRC or
+# length) and unreadable files; EOFError a truncated stream; zlib.error a garbled deflate stream
+# (a byte flipped early in a .gz is caught by neither of the others).
+_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 # md5 of the *uncompressed* IDX files. MNIST's equal the originals torchvision downloads (its .gz
@@ -95,7 +103,10 @@ def md5(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _check(path: Path, expected: str, how: str) -> None:
-    got = md5(path)
+    try:
+        got = md5(path)
+    except OSError as err:  # unreadable (permissions, I/O error): still named, with the way out
+        raise CorruptDataError(f"{path} cannot be read ({err}). Replace it; {how}.") from err
     if got != expected:
         raise CorruptDataError(
             f"{path} is corrupted: md5 {got}, expected {expected}. Delete it and {how}."
@@ -121,7 +132,7 @@ def _extract(src: Path, dst: Path, expected: str, how: str) -> None:
             opener = gzip.open if src.suffix == ".gz" else open
             with opener(src, "rb") as f:
                 shutil.copyfileobj(f, tmp)
-        except (OSError, EOFError) as err:  # a truncated or garbled .gz
+        except _READ_ERRORS as err:  # a truncated or garbled .gz
             tmp_path.unlink(missing_ok=True)
             raise CorruptDataError(f"{src} cannot be read ({err}). Replace it; {how}.") from err
     if md5(tmp_path) != expected:
@@ -203,8 +214,15 @@ def prepare(name: str, download: bool = False) -> Path:
 
 def torchvision_dataset(name: str, train: bool, download: bool = False, **kwargs):
     """The torchvision dataset object for ``name``, after the lookup and checks above."""
+    import pickle
+
     root = prepare(name, download)
-    return _torchvision_class(name)(root=str(root), train=train, download=False, **kwargs)
+    try:
+        return _torchvision_class(name)(root=str(root), train=train, download=False, **kwargs)
+    except (*_READ_ERRORS, pickle.UnpicklingError, ValueError, RuntimeError) as err:
+        # the files passed their md5 a moment ago: something changed them since, or cannot read them
+        raise CorruptDataError(f"{name}: torchvision cannot read the files under {root} ({err}). "
+                               f"Delete the damaged files and run `python -m aann.data prepare {name}`.") from err
 
 
 @dataclass

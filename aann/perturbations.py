@@ -44,7 +44,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import Split
-from .ternary import SparseTernaryMixin
+from .metrics import top_k_hits
+from .ternary import SparseTernaryMixin, UnknownLayerError
 
 TREATMENTS = ("synapse_knockout", "node_knockout", "gaussian")
 KNOCKOUTS = ("synapse_knockout", "node_knockout")
@@ -103,7 +104,7 @@ def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
 def get_layer(model: nn.Module, name: str) -> nn.Module:
     layers = weight_layers(model)
     if name not in layers:
-        raise KeyError(f"unknown layer {name!r}; the Conv2d/Linear layers of this model are: {', '.join(layers)}")
+        raise UnknownLayerError(f"unknown layer {name!r}; the Conv2d/Linear layers of this model are: {', '.join(layers)}")
     return layers[name]
 
 
@@ -188,24 +189,17 @@ def _batches(data, batch_size: int):
         yield from data
 
 
-def _hits(logits: torch.Tensor, y: torch.Tensor, topk) -> torch.Tensor:
-    """(..., len(topk)) counts of images whose label is among the k largest outputs."""
-    k_max = min(max(topk), logits.shape[-1])
-    top = logits.topk(k_max, dim=-1).indices  # (..., n, k_max), sorted
-    hit = top == y.unsqueeze(-1)
-    return torch.stack([hit[..., :min(k, k_max)].any(-1).sum(-1) for k in topk], -1)
-
-
 @torch.inference_mode()
 def topk_accuracy(model: nn.Module, data, topk=(1, 5), batch_size: int = 1000,
                   memory_format: torch.memory_format = torch.channels_last) -> np.ndarray:
-    """Fractions of images whose label is among the top-k outputs, one per k. Image batches are
-    laid out in ``memory_format`` (see :func:`sweep`)."""
+    """Fractions of images whose label is among the top-k outputs, one per k; tied outputs rank by
+    class index (:mod:`aann.metrics`). Image batches are laid out in ``memory_format`` (see
+    :func:`sweep`)."""
     model.eval()
     hits, n = 0, 0
     for x, y in _batches(data, batch_size):
         x, y = _to_model(model, x, y, memory_format)
-        hits = hits + _hits(model(x), y, topk)
+        hits = hits + top_k_hits(model(x), y, topk)
         n += len(y)
     return (torch.as_tensor(hits).cpu().double() / n).numpy()
 
@@ -354,7 +348,9 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
           batch_size: int = 128, copies_per_pass: int | None = None, max_activation_elements: int = 1 << 22,
           max_weight_bytes: int = 1 << 28, memory_format: torch.memory_format = torch.channels_last,
           progress: bool = True) -> np.ndarray:
-    """Top-k accuracy of ``model`` under every fault, without copying the model.
+    """Top-k accuracy of ``model`` under every fault, without copying the model. Tied outputs (a
+    node knockout of the output layer gives many) rank by class index, as ``argmax`` does
+    (:mod:`aann.metrics`).
 
     Returns an array (len(faults), len(topk)); row i equals ``naive_sweep``'s (same draws), up to
     float rounding in the batched products. ``data``: a Split (cut into ``batch_size`` images) or an
@@ -380,7 +376,7 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
     by_layer = defaultdict(list)
     for i, f in enumerate(faults):
         if f.layer not in layers:
-            raise KeyError(f"unknown layer {f.layer!r}; the Conv2d/Linear layers of this model are: {', '.join(layers)}")
+            get_layer(model, f.layer)  # raises, naming the allowed layers
         if not f.is_identity:
             by_layer[f.layer].append(i)
     identity = [i for i, f in enumerate(faults) if f.is_identity]
@@ -406,7 +402,7 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
             out_size = _output_sizes(model, x[:1])
         clean = memo.record(model, x, node_layers)
         if identity:
-            hits[identity] += _hits(clean, y, topk)
+            hits[identity] += top_k_hits(clean, y, topk)
         for name, idx in by_layer.items():
             layer = layers[name]
             w0 = weights[idx[0]][0]
@@ -439,7 +435,7 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
                         raise RuntimeError(
                             f"batched evaluation of layer {name!r} failed ({err}); its output must flow to the "
                             "logits image by image (no skip connection around it): pass copies_per_pass=1") from err
-                hits[group] += _hits(out.view(len(group), n, -1), y, topk)
+                hits[group] += top_k_hits(out.view(len(group), n, -1), y, topk)
                 bar.update(len(group))
     bar.close()
     return (hits.cpu().double() / n_seen).numpy()

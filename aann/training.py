@@ -88,7 +88,8 @@ def logits(model: nn.Module, data: Split, batch_size: int | None = None) -> torc
 
 @torch.inference_mode()
 def accuracy(model: nn.Module, data: Split, batch_size: int | None = None) -> float:
-    """Top-1 accuracy, a fraction in [0, 1] (ties in the outputs go to the lowest class index)."""
+    """Top-1 accuracy, a fraction in [0, 1] (ties in the outputs go to the lowest class index, the
+    book's one rule: :mod:`aann.metrics`)."""
     model.eval()
     batch_size = batch_size or eval_batch_size(data.x.device)
     correct = 0

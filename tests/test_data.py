@@ -1,4 +1,6 @@
 import gzip
+import re
+import zlib
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,89 @@ def test_truncated_gzip_is_refused(isolated):
     bad.write_bytes(src.read_bytes()[:2000])
     with pytest.raises(CorruptDataError, match="train-images-idx3-ubyte.gz"):
         data.prepare("mnist")
+
+
+def _flipped(blob: bytes, offset: int) -> bytes:
+    b = bytearray(blob)
+    b[offset] ^= 0xFF
+    return bytes(b)
+
+
+def _offsets(n: int) -> dict[str, int]:
+    """Where a byte is flipped: early in the deflate stream, its middle, the trailer's CRC and size."""
+    return {"early": 100, "middle": n // 2, "crc": n - 6, "size": n - 2}
+
+
+@pytest.mark.parametrize("where", ["early", "middle", "crc", "size", "truncated"])
+@pytest.mark.parametrize("filename", ["t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"])
+def test_every_damaged_gzip_is_named(isolated, filename, where):
+    """A damaged .gz in a mirror fails with CorruptDataError naming it, wherever the damage is: a
+    garbled deflate stream (zlib.error), a bad CRC or length (gzip), a short file (EOFError) or
+    contents that decompress but are wrong (md5)."""
+    root, mirror = isolated
+    good = (_real_mnist_gz() / filename).read_bytes()
+    bad = mirror / "MNIST" / "raw" / filename
+    for src in _real_mnist_gz().glob("*.gz"):  # every other file intact
+        (mirror / "MNIST" / "raw" / src.name).write_bytes(src.read_bytes())
+    bad.write_bytes(good[: len(good) * 2 // 3] if where == "truncated" else _flipped(good, _offsets(len(good))[where]))
+    with pytest.raises(CorruptDataError, match=re.escape(str(bad)) + ".*Replace it"):
+        data.prepare("mnist")
+    assert not (root / "MNIST" / "raw" / filename.removesuffix(".gz")).exists()
+    assert not list((root / "MNIST" / "raw").glob("*.part"))
+
+
+def _cifar_mirror():
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-10-batches-py"
+    if not (folder / "test_batch").is_file():
+        pytest.skip("no CIFAR-10 copy on this machine")
+    return folder
+
+
+@pytest.mark.parametrize("where", ["early", "middle", "end", "truncated"])
+def test_a_damaged_cifar_batch_is_named(isolated, where):
+    """CIFAR-10's pickled batches are checked file by file: a flipped byte or a short file is named."""
+    root, _ = isolated
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for src in _cifar_mirror().iterdir():
+        (folder / src.name).symlink_to(src)
+    bad = folder / "test_batch"
+    good = bad.read_bytes()
+    bad.unlink()
+    offset = {"early": 100, "middle": len(good) // 2, "end": len(good) - 1}.get(where)
+    bad.write_bytes(good[: len(good) // 2] if offset is None else _flipped(good, offset))
+    with pytest.raises(CorruptDataError, match=re.escape(str(bad)) + ".*corrupted.*download=True"):
+        data.prepare("cifar10")
+
+
+def test_an_unreadable_file_is_named(isolated, monkeypatch):
+    root, _ = isolated
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"unreadable")
+
+    def denied(path, chunk=0):  # as root a chmod would not stop the read: the OS's answer, staged
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(data, "md5", denied)
+    with pytest.raises(CorruptDataError, match=re.escape(str(raw / "train-images-idx3-ubyte")) + ".*cannot be read"):
+        data.prepare("mnist")
+
+
+def test_a_file_damaged_after_its_check_is_named(isolated, monkeypatch):
+    """torchvision reads the files after their md5 passed; should that read still fail, the error
+    names the folder and the way out instead of surfacing torchvision's bare exception."""
+    root, mirror = isolated
+    for src in _real_mnist_gz().glob("*.gz"):
+        (mirror / "MNIST" / "raw" / src.name).write_bytes(src.read_bytes())
+
+    class Broken:
+        def __init__(self, **kwargs):
+            raise zlib.error("Error -3 while decompressing data: invalid distance too far back")
+
+    monkeypatch.setattr(data, "_torchvision_class", lambda name: Broken)
+    with pytest.raises(CorruptDataError, match=f"mnist: torchvision cannot read the files under {re.escape(str(root))}"):
+        data.torchvision_dataset("mnist", train=False)
 
 
 def test_corrupted_extracted_file_is_refused(isolated):

@@ -85,7 +85,7 @@ def test_capture_concatenates_the_named_layers_in_order():
 
 
 def test_unknown_layer_is_a_clear_error():
-    with pytest.raises(KeyError, match="hidden7.*submodules are: .*hidden0"):
+    with pytest.raises(ValueError, match=r"^unknown layer\(s\) \['hidden7'\].*submodules are: .*hidden0"):
         check_layers(small_mlp(), ["hidden7"])
 
 

@@ -26,6 +26,17 @@ def _same(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
+def assert_same_accuracies(fast, slow, n_images: int) -> None:
+    """``sweep`` against ``naive_sweep``: the same faults, the same draws, the same predictions, but
+    not the same arithmetic. After the perturbed layer the sweep runs K perturbed copies as one
+    batch of K x n images (and a linear layer's K weight sets as one matrix product), the naive
+    loop n images at a time: other shapes may select other CPU kernels, whose float32 rounding
+    (~1e-7 relative) can flip the prediction of an image whose top two logits are that close.
+    Allowed: one such image per fault; a real difference (another draw, a wrong layer) moves many."""
+    assert fast.shape == slow.shape
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1.0 / n_images + 1e-12)
+
+
 @pytest.fixture(scope="module")
 def alexnet():
     torch.manual_seed(0)
@@ -115,7 +126,7 @@ def test_batched_sweep_equals_the_naive_loop(alexnet, images, kwargs):
     fast = sweep(alexnet, images, faults, progress=False, **kwargs)
     assert _same(before, _state(alexnet))
     slow = naive_sweep(alexnet, images, faults, memory_format=kwargs.get("memory_format", torch.channels_last))
-    np.testing.assert_array_equal(fast, slow)
+    assert_same_accuracies(fast, slow, len(images))
     assert fast.shape == (len(faults), 2)
 
 
@@ -153,7 +164,7 @@ def test_sweep_computes_the_shared_prefix_once_per_batch():
     fast = sweep(net, data, faults, topk=(1,), batch_size=20, copies_per_pass=2, progress=False)
     # one clean pass per batch (3) and the one-image probe of output sizes; every perturbed pass reuses it
     assert net.count.calls == 3 + 1
-    np.testing.assert_array_equal(fast, naive_sweep(net, data, faults, topk=(1,), batch_size=20))
+    assert_same_accuracies(fast, naive_sweep(net, data, faults, topk=(1,), batch_size=20), len(data))
     assert "forward" not in vars(net.count) and "forward" not in vars(net.fc1)  # nothing left patched
 
 
@@ -167,7 +178,7 @@ def test_node_knockouts_reuse_the_clean_layer_output(alexnet, images, monkeypatc
     faults = faults_grid(["conv1", "conv4", "dense2"], ["node_knockout"], {"node_knockout": [0.3, 1.0]}, repeats=2)
     slow = naive_sweep(alexnet, images, faults)
     monkeypatch.setattr(perturbations, "_stacked_forward", _no_layer_computation)
-    np.testing.assert_array_equal(sweep(alexnet, images, faults, progress=False), slow)
+    assert_same_accuracies(sweep(alexnet, images, faults, progress=False), slow, len(images))
 
 
 def test_node_knockouts_are_exact_after_an_in_place_activation(monkeypatch):
@@ -182,7 +193,7 @@ def test_node_knockouts_are_exact_after_an_in_place_activation(monkeypatch):
     faults = faults_grid(["0"], ["node_knockout"], {"node_knockout": [0.25, 0.5]}, repeats=3)
     monkeypatch.setattr(perturbations, "_stacked_forward", _no_layer_computation)
     fast = sweep(net, data, faults, topk=(1,), progress=False)
-    np.testing.assert_array_equal(fast, naive_sweep(net, data, faults, topk=(1,)))
+    assert_same_accuracies(fast, naive_sweep(net, data, faults, topk=(1,)), len(data))
 
 
 def test_batched_sweep_on_a_ternary_net_and_in_any_order(ternary_net):
@@ -190,8 +201,8 @@ def test_batched_sweep_on_a_ternary_net_and_in_any_order(ternary_net):
     data = Split(torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g))
     faults = faults_grid(["layer1.0", "layer2.0", "fc"], TREATMENTS, {t: [0.3, 1.0] for t in TREATMENTS}, 2)
     fast = sweep(ternary_net, data, faults, progress=False)
-    np.testing.assert_array_equal(fast, naive_sweep(ternary_net, data, faults))
-    np.testing.assert_array_equal(sweep(ternary_net, data, faults[::-1], progress=False), fast[::-1])
+    assert_same_accuracies(fast, naive_sweep(ternary_net, data, faults), len(data))
+    assert_same_accuracies(sweep(ternary_net, data, faults[::-1], progress=False), fast[::-1], len(data))
 
 
 def test_bad_input_is_refused_with_what_is_allowed(alexnet, images):
@@ -203,10 +214,11 @@ def test_bad_input_is_refused_with_what_is_allowed(alexnet, images):
         Fault("conv1", "gaussian", -1)
     with pytest.raises(ValueError, match="unknown treatment 'dropout'; allowed: synapse_knockout"):
         Fault("conv1", "dropout", 0.5)
-    with pytest.raises(KeyError, match="unknown layer 'conv9'; .* conv1, conv2"):
+    # as the neighbour side: a ValueError (also a KeyError) whose message is not quoted
+    with pytest.raises(ValueError, match="^unknown layer 'conv9'; .* conv1, conv2"):
         with perturb(alexnet, Fault("conv9", "gaussian", 1.0)):
             pass
-    with pytest.raises(KeyError, match="unknown layer 'fc'"):
+    with pytest.raises(ValueError, match="^unknown layer 'fc'; .* conv1, conv2"):
         sweep(alexnet, images, [Fault("fc", "gaussian", 1.0)], progress=False)
 
 
