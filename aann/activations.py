@@ -18,6 +18,9 @@ from .data import Split
 from .ternary import UnknownLayerError
 from .training import TrainConfig, train_classifier, training_key
 
+__all__ = ["check_layers", "default_layers", "hooked", "forward_with_activations", "capture", "layer_sizes",
+           "record_training"]
+
 
 def check_layers(model: nn.Module, layers) -> list[str]:
     """``layers`` as a list of submodule names of ``model``; an unknown name is an error listing the known ones."""
@@ -95,13 +98,14 @@ def record_training(data: dict[str, Split], config: TrainConfig, samples: Split,
     layers = check_layers(probe, layers if layers is not None else default_layers(probe))
     key = {"algorithm": "record_training", "training": training_key(data, config, seed),
            "samples": samples.fingerprint(), "layers": layers}
-    hit = cache.load(key)
-    if hit is not None:
-        model, meta = train_classifier(data, config, seed=seed, device=device)  # the model saved beside it
-        return model, meta, hit[0]["record"].to(samples.x.device)
     record = []
-    model, meta = train_classifier(data, config, seed=seed, device=device,
-                                   on_epoch=lambda epoch, net: record.append(capture(net, samples.x, layers)[0]))
-    record = torch.stack(record)
-    cache.save(key, {"record": record}, {})
+
+    def train():  # trains (and caches) the classifier, recording every epoch's activations
+        train_classifier(data, config, seed=seed, device=device,
+                         on_epoch=lambda epoch, net: record.append(capture(net, samples.x, layers)[0]))
+        return {"record": torch.stack(record)}, {}
+
+    state, _ = cache.memoized(key, train)
+    model, meta = train_classifier(data, config, seed=seed, device=device)  # the model cached beside the record
+    record = state["record"].to(samples.x.device)
     return model, meta, record

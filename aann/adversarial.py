@@ -15,6 +15,8 @@ from torch import nn
 
 from .training import LOSSES
 
+__all__ = ["targeted_fgsm"]
+
 
 def targeted_fgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float = 0.01, steps: int = 100,
                   loss: str = "mse_sigmoid", clip: tuple[float, float] | None = (0.0, 1.0)) -> torch.Tensor:

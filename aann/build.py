@@ -31,6 +31,9 @@ from pathlib import Path
 from .paths import build_dir, project_root
 from .runtime import check_profile, default_profile
 
+__all__ = ["book_dir", "is_notebook", "NEEDS", "chapters", "execute", "execute_all", "MATHJAX",
+           "vendor_mathjax", "stage_site", "build_site", "main"]
+
 
 def book_dir() -> Path:
     return project_root() / "book"

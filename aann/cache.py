@@ -15,10 +15,14 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from .paths import cache_dir
+
+__all__ = ["CACHE_VERSION", "config_key", "cache_path", "DamagedCacheEntryWarning", "load", "save",
+           "state_fingerprint", "tensor_fingerprint"]
 
 # Bump whenever training code changes what it produces, even by rounding: the key hashes the
 # configuration, not the code. 2: the initial ternary scale is summed per output channel (7161650),
@@ -84,6 +88,21 @@ def save(config: dict, state_dict: dict, meta: dict | None = None) -> Path:
     torch.save(entry, tmp)
     tmp.replace(path)  # atomic: an interrupted run never leaves half an entry
     return path
+
+
+def memoized(config: dict, compute: Callable[[], tuple[dict, dict]], read: bool = True,
+             write: bool = True) -> tuple[dict, dict]:
+    """``(state_dict, meta)`` for ``config``: read from the cache, or made by ``compute()`` and
+    saved. The trainers call this once each instead of reading and writing entries themselves;
+    ``read=False`` always computes (and, with ``write``, replaces the entry)."""
+    if read:
+        hit = load(config)
+        if hit is not None:
+            return hit
+    state, meta = compute()
+    if write:
+        save(config, state, meta)
+    return state, meta
 
 
 def state_fingerprint(model: torch.nn.Module) -> str:

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+__all__ = ["CLASSES", "STEER", "CLASS_ACTIONS", "AIM_DISTANCE", "AIM_PER_SPEED", "YAW_DAMPING", "DEAD_BAND",
+           "ENV_ID", "MAX_STEPS", "ROAD_HALF_WIDTH", "make_env", "to_gray", "TrackExpert", "action_class",
+           "ExpertDriver", "RandomDriver", "NetDriver", "Episode", "run_episode", "evaluate_driver",
+           "episode_gif"]
+
 # The three classes of the 3-output car net, and the action a driver executes for each. They are
 # gymnasium's discrete CarRacing actions "steer left", "gas", "steer right" (its other two,
 # "nothing" and "brake", have no output in the paper's net). Turning classes coast: without the

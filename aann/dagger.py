@@ -30,6 +30,9 @@ from .demonstrations import frames_split
 from .psiren import fine_tune
 from .training import accuracy
 
+__all__ = ["DAGGER_SEED_BASE", "DaggerConfig", "MixedDriver", "collect", "validation_return", "DaggerResult",
+           "dagger"]
+
 DAGGER_SEED_BASE = 50_000  # tracks the network drives to collect data: their own range (see demonstrations)
 
 
@@ -94,16 +97,13 @@ def validation_return(model: nn.Module, seeds, steps: int = MAX_STEPS, workers: 
     under the network's exact fingerprint (episodes are deterministic), so a rerun drives nothing."""
     key = {"algorithm": "drive", "network": cache.state_fingerprint(model), "seeds": [int(s) for s in seeds],
            "steps": steps}
-    hit = cache.load(key) if use_cache else None
-    if hit is not None:
-        return hit[1]["mean_return"]
-    driver = NetDriver(copy.deepcopy(model).cpu())  # a copy: the caller's network stays where it is, in its mode
-    episodes = evaluate_driver(driver, seeds, max_steps=steps, workers=workers, progress=progress,
-                               desc=desc)
-    mean = float(np.mean([e.total_return for e in episodes]))
-    if use_cache:
-        cache.save(key, {}, {"mean_return": mean})
-    return mean
+
+    def drive():
+        driver = NetDriver(copy.deepcopy(model).cpu())  # a copy: the caller's network stays where it is, in its mode
+        episodes = evaluate_driver(driver, seeds, max_steps=steps, workers=workers, progress=progress, desc=desc)
+        return {}, {"mean_return": float(np.mean([e.total_return for e in episodes]))}
+
+    return cache.memoized(key, drive, read=use_cache, write=use_cache)[1]["mean_return"]
 
 
 @dataclass
@@ -130,24 +130,22 @@ def dagger(model: nn.Module, train: Split, val: Split, val_seeds, config: Dagger
     networks = [copy.deepcopy(net)]
     sets = [train.to("cpu")]  # every labelled frame so far: the expert's demonstrations, then each round's
     for r in range(1, config.rounds + 1):
-        key = {**base_key, "round": r}
-        hit = cache.load(key) if use_cache else None
-        if hit is not None:
-            state, _ = hit
-            sets.append(frames_split(state.pop("_frames"), state.pop("_labels")))
-            net.load_state_dict(state)
-        else:
+
+        def run_round(r=r):  # collect with the current network, then fine-tune on everything so far
             seeds = [DAGGER_SEED_BASE + (r - 1) * config.tracks_per_round + j for j in range(config.tracks_per_round)]
-            sets.append(collect(net, seeds, config.beta ** r, config.steps, seed=seed + r, workers=workers,
-                                progress=progress))
-            aggregate = Split(torch.cat([d.x for d in sets]), torch.cat([d.y for d in sets])).to(device)
+            new = collect(net, seeds, config.beta ** r, config.steps, seed=seed + r, workers=workers, progress=progress)
+            aggregate = Split(torch.cat([d.x for d in sets + [new]]), torch.cat([d.y for d in sets + [new]])).to(device)
             net.to(device)
             fine_tune(net, aggregate, config.epochs, config.lr, config.batch_size, cosine=True, seed=seed,
                       tags=("dagger", r))
             net.cpu()
-            if use_cache:
-                frames = sets[-1].x.squeeze(1).mul(255.0).round().to(torch.uint8)
-                cache.save(key, {**net.state_dict(), "_frames": frames, "_labels": sets[-1].y}, {"frames": len(frames)})
+            frames = new.x.squeeze(1).mul(255.0).round().to(torch.uint8)  # the frames were uint8: exact
+            return {**net.state_dict(), "_frames": frames, "_labels": new.y}, {"frames": len(frames)}
+
+        state, _ = cache.memoized({**base_key, "round": r}, run_round, read=use_cache, write=use_cache)
+        state = dict(state)
+        sets.append(frames_split(state.pop("_frames"), state.pop("_labels")))
+        net.load_state_dict(state)
         networks.append(copy.deepcopy(net))
     history = {"round": list(range(config.rounds + 1)), "val_return": [], "val_acc": [],
                "frames": np.cumsum([len(d) for d in sets]).tolist()}

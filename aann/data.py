@@ -32,6 +32,10 @@ import torch
 
 from .paths import project_root
 
+__all__ = ["DATASETS", "MissingDataError", "CorruptDataError", "data_root", "mirror_dirs", "md5",
+           "prepare_idx", "prepare_cifar10", "prepare", "torchvision_dataset", "Split", "load_splits",
+           "imagenet_folder", "imagenet_eval_transform", "main"]
+
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 

@@ -21,6 +21,9 @@ import numpy as np
 from .car_racing import MAX_STEPS, ExpertDriver, run_episode, to_gray
 from .data import CorruptDataError, Split, data_root, md5
 
+__all__ = ["SPLIT_SEED_BASE", "FORMAT_VERSION", "DemoConfig", "split_seeds", "generate", "load_tracks",
+           "frames_split", "load_demonstrations", "DemonstrationSplits"]
+
 SPLIT_SEED_BASE = {"train": 10_000, "val": 20_000, "test": 30_000, "drive": 40_000}
 # bump when the expert, the class mapping or the file layout changes (2: classes from the damped aim)
 FORMAT_VERSION = 2

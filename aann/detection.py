@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["auroc", "roc_curve", "average_precision", "fpr_at_tpr", "msp_error_score", "detection_report"]
+
 
 def _check(scores, positives) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64).ravel()

@@ -24,6 +24,9 @@ from tqdm import tqdm
 from . import cache
 from .runtime import generator, seed_everything
 
+__all__ = ["elu_mlp", "BANDWIDTHS", "gaussian_kernel", "mmd", "InfoVAE", "AutoencoderConfig", "fit",
+           "infovae_loss", "train_infovae", "reconstruction_r2", "encode"]
+
 
 def elu_mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers of the given sizes with ELU between them (none after the last)."""
@@ -147,16 +150,17 @@ def train_infovae(h: torch.Tensor, config: AutoencoderConfig | None = None, seed
     seed_everything(seed)
     model = InfoVAE(h.shape[1], config.hidden, config.depth, config.latent).to(h.device)
     key = {"algorithm": "train_infovae", **asdict(config), "seed": seed, "h": cache.tensor_fingerprint(h)}
-    hit = cache.load(key)
-    if hit is not None:
-        model.load_state_dict(hit[0])
-        return model.eval(), hit[1]
-    model.set_standardisation(h)
-    history = fit(model, infovae_loss(config), (h,), config.epochs, config.lr, config.batch_size, seed,
-                  f"InfoVAE on {h.shape[1]} activations", progress)
+
+    def train():
+        model.set_standardisation(h)
+        history = fit(model, infovae_loss(config), (h,), config.epochs, config.lr, config.batch_size, seed,
+                      f"InfoVAE on {h.shape[1]} activations", progress)
+        model.eval()
+        return model.state_dict(), {"history": history, "reconstruction_r2": reconstruction_r2(model, h)}
+
+    state, meta = cache.memoized(key, train)
+    model.load_state_dict(state)
     model.eval()
-    meta = {"history": history, "reconstruction_r2": reconstruction_r2(model, h)}
-    cache.save(key, model.state_dict(), meta)
     return model, meta
 
 

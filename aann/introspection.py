@@ -28,6 +28,11 @@ from .infovae import AutoencoderConfig, InfoVAE, elu_mlp, encode, fit, train_inf
 from .runtime import seed_everything
 from .training import TrainConfig, classifier_error, train_classifier
 
+__all__ = ["ErrorEstimator", "EstimatorConfig", "log10_error", "train_estimator", "Reading",
+           "SelfIntrospection", "fit_self_introspection", "latent_grid", "class_densities",
+           "expected_latent", "expected_activations", "assign_units", "layer_slices", "unit_order",
+           "permute_h", "reorder_network", "brainbow"]
+
 # --- 3. the error estimator -------------------------------------------------------------------
 
 
@@ -68,14 +73,14 @@ def train_estimator(z: torch.Tensor, target: torch.Tensor, config: EstimatorConf
     model = ErrorEstimator(z.shape[1], config.hidden, config.depth).to(z.device)
     key = {"algorithm": "train_estimator", **asdict(config), "seed": seed,
            "z": cache.tensor_fingerprint(z), "target": cache.tensor_fingerprint(target)}
-    hit = cache.load(key)
-    if hit is not None:
-        model.load_state_dict(hit[0])
-        return model.eval(), hit[1]
-    history = fit(model, lambda m, zb, tb, gen: 0.5 * (m(zb) - tb).pow(2).mean(), (z, target),
-                  config.epochs, config.lr, config.batch_size, seed, "error estimator", progress)
-    meta = {"history": history}
-    cache.save(key, model.state_dict(), meta)
+
+    def train():
+        history = fit(model, lambda m, zb, tb, gen: 0.5 * (m(zb) - tb).pow(2).mean(), (z, target),
+                      config.epochs, config.lr, config.batch_size, seed, "error estimator", progress)
+        return model.state_dict(), {"history": history}
+
+    state, meta = cache.memoized(key, train)
+    model.load_state_dict(state)
     return model.eval(), meta
 
 

@@ -17,6 +17,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .pooling import MaxPool2d
 from .ternary import SparseTernaryConv2d, SparseTernaryLinear
 
+__all__ = ["register_model", "list_models", "get_model", "Stage", "StagedNet", "MnistNet", "CarNet",
+           "has_batch_norm", "trainable_parameters", "fold_batch_norm", "AlexNetCifar", "VggCifar", "EluMlp",
+           "AllConvElu", "IMAGENET_MODELS", "MissingWeightsError", "imagenet_weights_path", "imagenet_model"]
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 

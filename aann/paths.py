@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["project_root", "build_dir", "results_dir", "cache_dir"]
+
 
 def project_root() -> Path:
     """``$AANN_ROOT``, else the repository this package sits in (an editable install), else cwd."""

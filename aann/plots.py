@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["neighbour_histograms", "embedding_3d", "TREATMENT_LABELS", "perturbation_curves",
+           "class_palette", "estimated_error_image", "error_map", "latent_scatter", "latent_trajectories",
+           "activation_space_row", "error_violins", "check_curve_plot"]
+
 
 def neighbour_histograms(accs: dict, base_acc: float, title: str = "layer {layer}", bins: int = 30):
     """One histogram per layer of the first neighbours' accuracies (percent), with the original's

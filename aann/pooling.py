@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = ["max_pool_2x2_values", "max_pool_2x2", "MaxPool2d", "is_plain_2x2"]
+
 # kernel, stride, padding, dilation, ceil_mode of a plain 2x2 pooling
 _WINDOW = ([2, 2], [2, 2], [0, 0], [1, 1], False)
 

@@ -12,7 +12,9 @@ import math
 import torch
 from torch import nn
 
-from .ternary import get_layer, sparse_layers
+from .ternary import sparse_layer, sparse_layers
+
+__all__ = ["SCOPES", "check_sparsity", "prune_to", "gradual_schedule"]
 
 SCOPES = ("layer", "global")
 
@@ -47,7 +49,7 @@ def prune_to(model: nn.Module, sparsity: float, scope: str = "global", layers=No
     p = check_sparsity(sparsity)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-    chosen = {n: get_layer(model, n) for n in layers} if layers is not None else sparse_layers(model)
+    chosen = {n: sparse_layer(model, n) for n in layers} if layers is not None else sparse_layers(model)
     # Pruned weights score -1 so they stay pruned; the rest score |w|.
     scores = {n: torch.where(l.mask, l.weight.abs(), torch.full_like(l.weight, -1.0)) for n, l in chosen.items()}
     if scope == "layer":

@@ -18,7 +18,6 @@ on; the trajectory stops at the last level not yet in the cache.
 from __future__ import annotations
 
 import copy
-import hashlib
 import pickle
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -32,9 +31,12 @@ from . import cache
 from .data import Split
 from .models import get_model, trainable_parameters
 from .pruning import SCOPES, check_sparsity, gradual_schedule, prune_to
-from .runtime import default_device, seed_everything
+from .runtime import default_device, derived_seed, seed_everything
 from .ternary import ternarize
 from .training import accuracy, random_shift, train_epoch
+
+__all__ = ["PSirenConfig", "PSirenResult", "fine_tune", "p_siren", "p_siren_parallel", "LEVELS_FIG2",
+           "LEVELS_FIG2B", "reference_budget", "reference_network"]
 
 
 @dataclass
@@ -84,14 +86,9 @@ def fine_tune(model: nn.Module, train: Split, epochs: int, lr: float, batch_size
     steps = epochs * -(-len(train) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine and steps else None
     for e in range(epochs):
-        train_epoch(model, train, opt, batch_size, _epoch_seed(seed, *tags, e), sched, augment=augment, loss_fn=loss_fn)
+        train_epoch(model, train, opt, batch_size, derived_seed(seed, *tags, e), sched, augment=augment, loss_fn=loss_fn)
         if after_epoch is not None:
             after_epoch(e, model)
-
-
-def _epoch_seed(seed: int, *tags) -> int:
-    """Each epoch's shuffling seed depends only on where the epoch is, not on what ran before."""
-    return int(hashlib.sha256(repr((seed, *tags)).encode()).hexdigest()[:8], 16)
 
 
 def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig | None = None,
@@ -172,13 +169,13 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
     trunk = build()
     opt = torch.optim.Adam(trainable_parameters(trunk), lr=config.lr)
     for e in range(config.n1):  # step 1: dense
-        train_epoch(trunk, train, opt, config.batch_size, _epoch_seed(seed, "step1", e), augment=augment)
+        train_epoch(trunk, train, opt, config.batch_size, derived_seed(seed, "step1", e), augment=augment)
         log(history, 1, trunk, 0.0)
     if 0.0 in todo:
         fork(trunk, 0.0)
     sparsity = 0.0
     for k, stops in enumerate(schedule[:last_epoch], 1):  # step 2: gradual pruning
-        train_epoch(trunk, train, opt, config.batch_size, _epoch_seed(seed, "step2", k), augment=augment)
+        train_epoch(trunk, train, opt, config.batch_size, derived_seed(seed, "step2", k), augment=augment)
         log(history, 2, trunk, sparsity)  # the epoch trained at the previous epoch's sparsity
         for p in stops:  # then the end-of-epoch mask, forking each requested level passed
             prune_to(trunk, p, scope=config.scope)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .paths import project_root, results_dir
 
+__all__ = ["versions", "device_description", "write_results", "read_results", "read_check", "check_curve"]
+
 
 def versions() -> dict[str, str]:
     import numpy

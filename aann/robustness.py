@@ -16,6 +16,9 @@ from torch import nn
 
 from .perturbations import TREATMENTS, faults_grid, sweep, weight_layers
 
+__all__ = ["FINDINGS", "DENSE_ROBUST_MAX_DROP", "LINEAR_R2", "layer_kinds", "sweep_table", "curves",
+           "ranksum_p", "layer_pvalues", "node_vs_synapse", "linear_r2", "fragility", "findings"]
+
 FINDINGS = ("lower_layers_more_fragile", "node_worse_than_synapse", "conv1_synapse_linear", "dense_robust",
             "output_node_linear")
 DENSE_ROBUST_MAX_DROP = 0.10  # relative top-1 loss allowed up to 80 % synapse knockout (paper: 4.8 %)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 
 import numpy as np
 import torch
+
+__all__ = ["PROFILES", "default_device", "default_profile", "check_profile", "seed_everything",
+           "derived_seed", "generator", "spawn_context"]
 
 PROFILES = ("quick", "full")
 
@@ -35,6 +39,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def derived_seed(*parts, bits: int = 32) -> int:
+    """A seed that depends only on ``parts`` (a base seed and tags saying where it is used: an
+    epoch, a search step, a fault), never on what ran before: the leading ``bits`` bits of the
+    SHA-256 of ``repr(parts)``. Every seeded draw of the package derives its seed here."""
+    if bits % 4 or not 4 <= bits <= 256:
+        raise ValueError(f"bits must be a multiple of 4 in [4, 256], got {bits}")
+    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:bits // 4], 16)
 
 
 def generator(seed: int, device="cpu") -> torch.Generator:

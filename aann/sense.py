@@ -66,9 +66,11 @@ from .neighbours import (NeighbourEvaluator, apply_swap, iter_neighbours, neighb
                          sample_neighbours, scan)
 from .pruning import check_sparsity, prune_to
 from .paths import cache_dir
-from .runtime import seed_everything
+from .runtime import derived_seed, seed_everything
 from .ternary import sparse_layers, ternarize
-from .training import logits
+
+__all__ = ["SCHEDULES", "FITNESSES", "SenseConfig", "SenseResult", "random_sparse_ternary", "schedule_layer",
+           "temperature", "checkpoint_path", "Move", "Neighbourhood", "Climber", "sense", "loss_temperature"]
 
 SCHEDULES = ("alternate", "random")
 FITNESSES = ("accuracy", "cross_entropy")
@@ -149,12 +151,8 @@ def schedule_layer(config: SenseConfig, layers: list[str], block: int) -> str:
     if config.schedule == "alternate":
         return layers[block % len(layers)]
     if config.schedule == "random":
-        return random.Random(_seed(config.seed, "block", block)).choice(layers)
+        return random.Random(derived_seed(config.seed, "block", block)).choice(layers)
     return config.schedule  # one layer only
-
-
-def _seed(*tags) -> int:
-    return int(hashlib.sha256(repr(tags).encode()).hexdigest()[:8], 16)
 
 
 def _check(config: SenseConfig, model: nn.Module) -> list[str]:
@@ -236,6 +234,101 @@ def checkpoint_path(name: str, model: nn.Module, select: Split, config: SenseCon
     return folder / f"{name}-{key}.pt"
 
 
+@dataclass(frozen=True)
+class Move:
+    """A neighbour: the swap ``src -> dst`` of ``layer`` and what it scored."""
+
+    layer: str
+    src: int
+    dst: int
+    fitness: float  # the accuracy, or minus the loss (cross-entropy fitness)
+    acc: float
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """One step's neighbourhood, evaluated: its best neighbour (the first best, on ties), how many
+    neighbours were evaluated, what ``record`` keeps of it, and, when annealing, the neighbour
+    drawn at random as the proposal."""
+
+    best: Move
+    evaluations: int
+    recorded: tuple | None = None
+    proposal: Move | None = None
+
+
+class Climber:
+    """The network a search stands on, with the evaluators that score its neighbours: selection
+    (``select``) and, if given, the split that is only reported (``report``). A move is one call;
+    the network and both evaluators' caches move together."""
+
+    def __init__(self, model: nn.Module, select: Split, report: Split | None = None):
+        self.net = copy.deepcopy(model)
+        self.evaluator = NeighbourEvaluator(self.net, select)
+        # the report split gets an evaluator too: after a move only the moved layer's channels and
+        # what follows are recomputed, and both accuracies are counted the same way (float64, exact)
+        self.reporter = NeighbourEvaluator(self.net, report) if report is not None else None
+
+    def follow(self, path) -> None:
+        """Replay the moves of ``path`` (a resumed search). The evaluators' caches then hold bit
+        for bit what a search run straight through holds (``NeighbourEvaluator.follow``; a fresh
+        evaluator of the last member agrees only to rounding), so the search goes on along the
+        same trajectory."""
+        for layer, src, dst in path:
+            apply_swap(self.net, layer, src, dst)
+        for ev in (self.evaluator, self.reporter):
+            if ev is not None:
+                ev.follow(path)
+
+    def move(self, layer: str, src: int, dst: int) -> None:
+        apply_swap(self.net, layer, src, dst)
+        for ev in (self.evaluator, self.reporter):
+            if ev is not None:
+                ev.apply_swap(layer, src, dst)
+
+    @property
+    def val_acc(self) -> float:
+        return self.evaluator.base_accuracy
+
+    @property
+    def test_acc(self) -> float | None:
+        return self.reporter.base_accuracy if self.reporter is not None else None
+
+    def fitness(self, loss_t: float | None) -> float:
+        """The accuracy on the selection split, or minus its loss at temperature ``loss_t``."""
+        return self.val_acc if loss_t is None else -self.evaluator.base_loss(loss_t)
+
+    def neighbourhood(self, layer: str, config: SenseConfig, step: int, record: bool,
+                      loss_t: float | None) -> Neighbourhood:
+        """Evaluate the step's neighbourhood of ``layer``: all of it, or ``config.neighbours``
+        drawn with the step's seed."""
+        net, evaluator = self.net, self.evaluator
+        if config.neighbours == "all":
+            total = neighbourhood_size(net, layer)
+            batch = 4096
+            sc = scan(evaluator, iter_neighbours(net, layer, batch), total=-(-total // batch), progress=False,
+                      loss_temperature=loss_t)
+            fit = sc.best_acc if loss_t is None else -sc.best_loss
+            return Neighbourhood(Move(layer, sc.best_src, sc.best_dst, fit, sc.best_acc), total,
+                                 (layer, None, None, sc.acc) if record else None)
+        n = min(config.neighbours, neighbourhood_size(net, layer))
+        swaps = sample_neighbours(net, layer, n, seed=derived_seed(config.seed, "neighbours", step))
+        if loss_t is None:
+            acc = fit = evaluator.evaluate(swaps, batch_size=1024)
+        else:
+            acc, loss = evaluator.evaluate(swaps, batch_size=1024, loss_temperature=loss_t)
+            fit = -loss
+
+        def move(i: int) -> Move:
+            return Move(layer, int(swaps.src[i]), int(swaps.dst[i]), fit[i].item(), acc[i].item())
+
+        proposal = None
+        if config.temperature is not None:
+            proposal = move(random.Random(derived_seed(config.seed, "propose", step)).randrange(n))
+        return Neighbourhood(move(int(fit.argmax())), n,  # argmax: the first best, on ties
+                             (layer, swaps.src, swaps.dst, acc.float().cpu()) if record else None, proposal)
+
+
 def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | None = None,
           checkpoint: str | Path | None = None, record: bool = False, stop_after: int | None = None,
           progress: bool = True, checkpoint_every: float = 30.0, extends: str | Path | None = None) -> SenseResult:
@@ -268,54 +361,38 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
         # nothing left to do in this call (a finished search, found in its checkpoint): the
         # evaluators, whose replay of a long path costs minutes, are not built
         return result
-    net = copy.deepcopy(initial)
-    evaluator = NeighbourEvaluator(net, select)
-    # the report split gets an evaluator too: after a move only the moved layer's channels and
-    # what follows are recomputed, and both accuracies are counted the same way (float64, exact)
-    reporter = NeighbourEvaluator(net, report) if report is not None else None
+    climber = Climber(initial, select, report)
     if state is not None:
-        # the path replayed through the evaluators (NeighbourEvaluator.follow): their caches then
-        # hold bit for bit what a search run straight through holds (a fresh evaluator of the last
-        # member agrees only to rounding), so a resumed search follows the same trajectory
-        for layer, src, dst in result.path:
-            apply_swap(net, layer, src, dst)
-        for ev in (evaluator, reporter):
-            if ev is not None:
-                ev.follow(result.path)
-    loss_t = loss_temperature(config, net)
-    fitness = lambda: evaluator.base_accuracy if loss_t is None else -evaluator.base_loss(loss_t)  # noqa: E731
-    current = fitness()
+        climber.follow(result.path)
+    loss_t = loss_temperature(config, climber.net)
+    current = climber.fitness(loss_t)
     if not result.member_val:
-        result.member_val = [evaluator.base_accuracy]
+        result.member_val = [climber.val_acc]
         result.history = {k: [] for k in ("layer", "moved", "best_neighbour", "fitness", "val_acc", "test_acc",
                                           "evaluations", "temperature")}
     best_so_far = max(result.member_val)
-    test_acc = reporter.base_accuracy if reporter is not None else None
     saved_at = time.monotonic()
     bar = tqdm(total=config.steps, initial=result.step, desc=f"SENSE {config.schedule}", unit="step",
                disable=not progress, mininterval=5)
     while result.step < end:
         layer = schedule_layer(config, layers, result.block)
-        best_fit, best_acc, src, dst, count, accs, proposal = _best_neighbour(net, evaluator, layer, config,
-                                                                              result.step, record, loss_t)
+        hood = climber.neighbourhood(layer, config, result.step, record, loss_t)
         t = temperature(config, result.step)
-        if best_fit > current or (config.accept_ties and best_fit == current):
+        step = hood.best
+        if step.fitness > current or (config.accept_ties and step.fitness == current):
             moved = True
         elif t > 0:  # annealing: a random proposal, taken with probability exp(-(current - its fitness) / T)
-            fit, _, src, dst = proposal
-            moved = random.Random(_seed(config.seed, "accept", result.step)).random() < math.exp(min(0.0, fit - current) / t)
+            step = hood.proposal
+            draw = random.Random(derived_seed(config.seed, "accept", result.step)).random()
+            moved = draw < math.exp(min(0.0, step.fitness - current) / t)
         else:
             moved = False
         if moved:
-            apply_swap(net, layer, src, dst)
-            evaluator.apply_swap(layer, src, dst)
-            current = fitness()
-            result.path.append((layer, src, dst))
-            result.member_val.append(evaluator.base_accuracy)
-            best_so_far = max(best_so_far, evaluator.base_accuracy)
-            if reporter is not None:
-                reporter.apply_swap(layer, src, dst)
-                test_acc = reporter.base_accuracy
+            climber.move(layer, step.src, step.dst)
+            current = climber.fitness(loss_t)
+            result.path.append((layer, step.src, step.dst))
+            result.member_val.append(climber.val_acc)
+            best_so_far = max(best_so_far, climber.val_acc)
             result.in_block += 1
         if not moved or result.in_block == config.block:  # the block ends: the schedule's next layer
             result.block += 1
@@ -323,21 +400,21 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
         h = result.history
         h["layer"].append(layer)
         h["moved"].append(moved)
-        h["best_neighbour"].append(best_acc)
+        h["best_neighbour"].append(hood.best.acc)
         h["fitness"].append(current)
-        h["val_acc"].append(evaluator.base_accuracy)
-        h["test_acc"].append(test_acc)
-        h["evaluations"].append((h["evaluations"][-1] if h["evaluations"] else 0) + count)
+        h["val_acc"].append(climber.val_acc)
+        h["test_acc"].append(climber.test_acc)
+        h["evaluations"].append((h["evaluations"][-1] if h["evaluations"] else 0) + hood.evaluations)
         h["temperature"].append(t)
         if record:
-            result.neighbourhoods.append(accs)
+            result.neighbourhoods.append(hood.recorded)
         result.step += 1
         # saving costs more as the history grows (tens of ms after thousands of steps): not every step
         if path is not None and (result.step == end or time.monotonic() - saved_at >= checkpoint_every):
             _save(path, result, fingerprint)
             saved_at = time.monotonic()
         bar.update(1)
-        bar.set_postfix(val=f"{evaluator.base_accuracy:.4f}", best=f"{best_so_far:.4f}", refresh=False)
+        bar.set_postfix(val=f"{climber.val_acc:.4f}", best=f"{best_so_far:.4f}", refresh=False)
     bar.close()
     return result
 
@@ -349,78 +426,3 @@ def loss_temperature(config: SenseConfig, model: nn.Module) -> float | None:
         return None
     scale = list(sparse_layers(model).values())[-1].scale
     return config.loss_temperature * float(scale.detach().abs().mean())
-
-
-def _best_neighbour(net, evaluator, layer, config, step, record, loss_t):
-    """Evaluate the step's neighbourhood: (best fitness, its accuracy, its src, its dst, how many,
-    recorded, proposal). The fitness is the accuracy, or minus the loss at temperature ``loss_t``.
-    ``proposal``: when annealing, (fitness, accuracy, src, dst) of a neighbour drawn at random."""
-    if config.neighbours == "all":
-        total = neighbourhood_size(net, layer)
-        batch = 4096
-        sc = scan(evaluator, iter_neighbours(net, layer, batch), total=-(-total // batch), progress=False,
-                  loss_temperature=loss_t)
-        recorded = (layer, None, None, sc.acc) if record else None
-        fit = sc.best_acc if loss_t is None else -sc.best_loss
-        return fit, sc.best_acc, sc.best_src, sc.best_dst, total, recorded, None
-    n = min(config.neighbours, neighbourhood_size(net, layer))
-    swaps = sample_neighbours(net, layer, n, seed=_seed(config.seed, "neighbours", step))
-    if loss_t is None:
-        acc = fit = evaluator.evaluate(swaps, batch_size=1024)
-    else:
-        acc, loss = evaluator.evaluate(swaps, batch_size=1024, loss_temperature=loss_t)
-        fit = -loss
-    i = int(fit.argmax())  # the first best, on ties
-    recorded = (layer, swaps.src, swaps.dst, acc.float().cpu()) if record else None
-    proposal = None
-    if config.temperature is not None:
-        j = random.Random(_seed(config.seed, "propose", step)).randrange(n)
-        proposal = (fit[j].item(), acc[j].item(), int(swaps.src[j]), int(swaps.dst[j]))
-    return fit[i].item(), acc[i].item(), int(swaps.src[i]), int(swaps.dst[i]), n, recorded, proposal
-
-
-# ----------------------------------------------------------------------------------------------
-# Family ensembles
-
-
-@torch.no_grad()
-def ensemble_accuracy(members: list[nn.Module], data: Split, how: str = "vote") -> float:
-    """Accuracy of an ensemble of networks: majority ``"vote"`` of their predictions (ties to the
-    lowest class) or the argmax of their ``"mean"`` softmax probabilities."""
-    if how not in ("vote", "mean") or not members:
-        raise ValueError(f"how must be 'vote' or 'mean' and members non-empty, got how={how!r}, {len(members)} members")
-    outs = torch.stack([logits(m, data) for m in members])  # [K, N, C]
-    if how == "mean":
-        pred = outs.softmax(-1).mean(0).argmax(-1)
-    else:
-        votes = torch.nn.functional.one_hot(outs.argmax(-1), outs.shape[-1]).sum(0)
-        pred = votes.argmax(-1)
-    return (pred == data.y).double().mean().item()
-
-
-def best_members(result: SenseResult, k: int) -> list[int]:
-    """The ``k`` family members with the highest selection accuracy, distinct as networks (with
-    ties accepted the search can swap a weight and swap it back; such a repeat is skipped)."""
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    net = copy.deepcopy(result.initial)
-    keys = [_ternary_key(net)]
-    for layer, src, dst in result.path:  # one walk along the path, hashing every member
-        apply_swap(net, layer, src, dst)
-        keys.append(_ternary_key(net))
-    order = sorted(range(len(result.member_val)), key=lambda i: (-result.member_val[i], i))
-    chosen, seen = [], set()
-    for i in order:
-        if keys[i] not in seen:
-            seen.add(keys[i])
-            chosen.append(i)
-        if len(chosen) == k:
-            break
-    return chosen
-
-
-def _ternary_key(net: nn.Module) -> str:
-    h = hashlib.sha256()
-    for layer in sparse_layers(net).values():
-        h.update(layer.ternary_values().cpu().to(torch.int8).numpy().tobytes())
-    return h.hexdigest()

@@ -21,6 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = ["SCALES", "SparseTernaryMixin", "SparseTernaryConv2d", "SparseTernaryLinear", "sparse_layers",
+           "UnknownLayerError", "sparse_layer", "ternarize", "apply_masks", "value_counts",
+           "check_sparse_ternary"]
+
 
 SCALES = ("layer", "channel")
 
@@ -119,7 +123,7 @@ class UnknownLayerError(KeyError, ValueError):
         return str(self.args[0])
 
 
-def get_layer(model: nn.Module, name: str) -> SparseTernaryMixin:
+def sparse_layer(model: nn.Module, name: str) -> SparseTernaryMixin:
     """One sparse ternary layer by its paper name; a clear error for an unknown name."""
     layers = sparse_layers(model)
     if name not in layers:

@@ -16,6 +16,10 @@ from .data import Split
 from .runtime import generator, seed_everything
 from .ternary import apply_masks
 
+__all__ = ["mse_sigmoid", "classifier_error", "bce_sigmoid", "LOSSES", "train_epoch", "eval_batch_size",
+           "logits", "accuracy", "random_shift", "flip_and_shift", "input_noise", "triangular_lr",
+           "TrainConfig", "training_key", "train_classifier"]
+
 
 def mse_sigmoid(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The loss of Pardo et al.'s sigmoid-output classifiers: ``classifier_error`` averaged over the batch."""
@@ -211,15 +215,20 @@ def train_classifier(data: dict[str, Split], config: TrainConfig, seed: int = 0,
     """
     from .models import get_model
 
-    train, val = data["train"], data["val"]
-    device = device or train.x.device
+    device = device or data["train"].x.device
     key = training_key(data, config, seed)
     seed_everything(seed)
     model = get_model(config.model, **config.model_kwargs).to(device)
-    hit = cache.load(key) if use_cache and on_epoch is None else None
-    if hit is not None:
-        model.load_state_dict(hit[0])
-        return model.eval(), hit[1]
+    state, meta = cache.memoized(key, lambda: _train(model, data, config, seed, progress, on_epoch),
+                                 read=use_cache and on_epoch is None, write=use_cache)
+    model.load_state_dict(state)
+    return model.eval(), meta
+
+
+def _train(model: nn.Module, data: dict[str, Split], config: TrainConfig, seed: int, progress: bool,
+           on_epoch: Callable[[int, nn.Module], None] | None) -> tuple[dict, dict]:
+    """``train_classifier``'s training, in place: returns the trained state and its metadata."""
+    train, val = data["train"], data["val"]
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                             fused=next(model.parameters()).is_cuda)  # one update kernel on a GPU
     sched = config.scheduler(opt, -(-len(train) // config.batch_size))
@@ -236,6 +245,4 @@ def train_classifier(data: dict[str, Split], config: TrainConfig, seed: int = 0,
             on_epoch(e + 1, model.eval())
     bar.close()
     meta = {"val_acc": history["val_acc"][-1] if history["val_acc"] else accuracy(model, val), "history": history}
-    if use_cache:
-        cache.save(key, model.state_dict(), meta)
-    return model.eval(), meta
+    return model.state_dict(), meta

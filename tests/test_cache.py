@@ -79,3 +79,19 @@ def test_a_damaged_model_is_trained_again_and_the_entry_replaced(tiny_mnist_like
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
     assert cache.load(training_key(tiny_mnist_like, config, 0)) is not None  # repaired: read without a warning
 
+
+
+def test_memoized_computes_once_and_obeys_read_and_write():
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"w": torch.full((2,), float(len(calls)))}, {"n": len(calls)}
+
+    first = cache.memoized(CONFIG, compute)
+    again = cache.memoized(CONFIG, compute)
+    assert len(calls) == 1 and again[1] == first[1] == {"n": 1}
+    fresh = cache.memoized(CONFIG, compute, read=False)  # recomputed and written
+    assert len(calls) == 2 and fresh[1] == {"n": 2} and cache.load(CONFIG)[1] == {"n": 2}
+    cache.memoized(CONFIG, compute, read=False, write=False)  # recomputed, not written
+    assert len(calls) == 3 and cache.load(CONFIG)[1] == {"n": 2}

@@ -9,8 +9,8 @@ import torch
 
 from aann.data import Split, imagenet_eval_transform, imagenet_folder
 from aann.models import MissingWeightsError, get_model, imagenet_model
-from aann.perturbations import (Fault, TREATMENTS, faults_grid, layer_weights, naive_sweep, perturb, sweep,
-                                weight_layers, weight_statistics)
+from aann.perturbations import (Fault, TREATMENTS, faults_grid, layer_name, layer_weights, naive_sweep, perturb, sweep,
+                                weight_layer, weight_layers, weight_statistics)
 from aann.pruning import prune_to
 from aann.robustness import findings, layer_kinds, linear_r2, sweep_table
 from aann.ternary import ternarize
@@ -177,7 +177,7 @@ def test_node_knockouts_reuse_the_clean_layer_output(alexnet, images, monkeypatc
 
     faults = faults_grid(["conv1", "conv4", "dense2"], ["node_knockout"], {"node_knockout": [0.3, 1.0]}, repeats=2)
     slow = naive_sweep(alexnet, images, faults)
-    monkeypatch.setattr(perturbations, "_stacked_forward", _no_layer_computation)
+    monkeypatch.setattr(perturbations.sweeps, "_stacked_forward", _no_layer_computation)
     assert_same_accuracies(sweep(alexnet, images, faults, progress=False), slow, len(images))
 
 
@@ -191,7 +191,7 @@ def test_node_knockouts_are_exact_after_an_in_place_activation(monkeypatch):
     g = torch.Generator().manual_seed(5)
     data = Split(torch.randn(50, 8, generator=g), torch.randint(0, 4, (50,), generator=g))
     faults = faults_grid(["0"], ["node_knockout"], {"node_knockout": [0.25, 0.5]}, repeats=3)
-    monkeypatch.setattr(perturbations, "_stacked_forward", _no_layer_computation)
+    monkeypatch.setattr(perturbations.sweeps, "_stacked_forward", _no_layer_computation)
     fast = sweep(net, data, faults, topk=(1,), progress=False)
     assert_same_accuracies(fast, naive_sweep(net, data, faults, topk=(1,)), len(data))
 
@@ -203,6 +203,18 @@ def test_batched_sweep_on_a_ternary_net_and_in_any_order(ternary_net):
     fast = sweep(ternary_net, data, faults, progress=False)
     assert_same_accuracies(fast, naive_sweep(ternary_net, data, faults), len(data))
     assert_same_accuracies(sweep(ternary_net, data, faults[::-1], progress=False), fast[::-1], len(data))
+
+
+def test_sparse_layers_answer_to_their_paper_names_too(ternary_net):
+    """The neighbours and SENSE name sparse layers as the paper does (``1.0``); the perturbations
+    accept that name for the module ``layer1.0`` (a fault's draws are seeded from its name as given)."""
+    assert layer_name(ternary_net, "1.0") == "layer1.0" and layer_name(ternary_net, "fc") == "fc"
+    assert weight_layer(ternary_net, "2.0") is weight_layer(ternary_net, "layer2.0") is ternary_net.layer2[0]
+    g = torch.Generator().manual_seed(2)
+    data = Split(torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g))
+    faults = [Fault("1.0", "node_knockout", 0.5), Fault("2.0", "gaussian", 1.0), Fault("layer1.0", "gaussian", 1.0)]
+    assert_same_accuracies(sweep(ternary_net, data, faults, progress=False), naive_sweep(ternary_net, data, faults),
+                           len(data))
 
 
 def test_bad_input_is_refused_with_what_is_allowed(alexnet, images):

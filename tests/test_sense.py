@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from aann import sense as sense_module
-from aann.sense import (SenseConfig, best_members, ensemble_accuracy, random_sparse_ternary, sense,
+from aann.ensembles import best_members, ensemble_accuracy
+from aann.sense import (SenseConfig, random_sparse_ternary, sense,
                         temperature)
 from aann.ternary import value_counts
 from aann.training import accuracy
@@ -41,7 +42,7 @@ def test_resumed_search_follows_the_same_trajectory(start, tiny_mnist_like, tmp_
     assert resumed.path == straight.path and resumed.history == straight.history
     # killed mid-search (not at a stop_after boundary): resumes from the last checkpoint written
     killed = tmp_path / "killed.pt"
-    real, calls = sense_module._best_neighbour, []
+    real, calls = sense_module.Climber.neighbourhood, []
 
     def dies_at_the_fifth_step(*args):
         calls.append(1)
@@ -49,10 +50,10 @@ def test_resumed_search_follows_the_same_trajectory(start, tiny_mnist_like, tmp_
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(sense_module, "_best_neighbour", dies_at_the_fifth_step)
+    monkeypatch.setattr(sense_module.Climber, "neighbourhood", dies_at_the_fifth_step)
     with pytest.raises(KeyboardInterrupt):
         sense(start, tiny_mnist_like["val"], cfg, checkpoint=killed, progress=False, checkpoint_every=0)
-    monkeypatch.setattr(sense_module, "_best_neighbour", real)
+    monkeypatch.setattr(sense_module.Climber, "neighbourhood", real)
     assert sense(start, tiny_mnist_like["val"], cfg, checkpoint=killed, stop_after=0, progress=False).step == 4
     resumed = sense(start, tiny_mnist_like["val"], cfg, checkpoint=killed, progress=False)
     assert resumed.path == straight.path and resumed.history == straight.history
@@ -91,8 +92,8 @@ def test_a_longer_search_extends_a_shorter_one(start, tiny_mnist_like, tmp_path,
     short = tmp_path / "short.pt"
     sense(start, val, _cfg(steps=5), checkpoint=short, progress=False)
     longer = tmp_path / "longer.pt"
-    real, calls = sense_module._best_neighbour, []
-    monkeypatch.setattr(sense_module, "_best_neighbour", lambda *args: calls.append(1) or real(*args))
+    real, calls = sense_module.Climber.neighbourhood, []
+    monkeypatch.setattr(sense_module.Climber, "neighbourhood", lambda *args: calls.append(1) or real(*args))
     extended = sense(start, val, _cfg(steps=8), checkpoint=longer, extends=short, progress=False)
     assert len(calls) == 3  # only the steps the shorter search did not take
     assert extended.path == straight.path and extended.history == straight.history
@@ -189,3 +190,18 @@ def test_family_ensemble(start, tiny_mnist_like):
     assert 0 <= ensemble_accuracy(members, test, how="mean") <= 1
     with pytest.raises(ValueError, match="vote"):
         ensemble_accuracy(members, test, how="median")
+
+
+def test_a_climber_moves_its_network_and_evaluators_together(start, tiny_mnist_like):
+    from aann.neighbours import NeighbourEvaluator, sample_neighbours
+
+    val, test = tiny_mnist_like["val"], tiny_mnist_like["test"]
+    climber = sense_module.Climber(start, val, report=test)
+    assert climber.net is not start
+    for layer in ("1.0", "fc"):
+        swap = sample_neighbours(climber.net, layer, 1, seed=4)
+        scored = climber.evaluator.evaluate(swap)[0].item()
+        climber.move(layer, int(swap.src[0]), int(swap.dst[0]))
+        assert climber.val_acc == scored == NeighbourEvaluator(climber.net, val).base_accuracy
+        assert climber.test_acc == NeighbourEvaluator(climber.net, test).base_accuracy
+    assert value_counts(climber.net) == value_counts(start)  # the family is kept

@@ -5,7 +5,7 @@ import torch
 
 from aann.models import get_model
 from aann.pruning import check_sparsity, gradual_schedule, prune_to
-from aann.ternary import (check_sparse_ternary, get_layer, sparse_layers, ternarize,
+from aann.ternary import (check_sparse_ternary, sparse_layer, sparse_layers, ternarize,
                           value_counts)
 
 
@@ -17,12 +17,12 @@ def net():
 
 def test_paper_layer_names(net):
     assert list(sparse_layers(net)) == ["1.0", "2.0", "fc"]
-    assert get_layer(net, "fc") is net.fc
+    assert sparse_layer(net, "fc") is net.fc
 
 
 def test_unknown_layer_is_a_clear_error(net):
     with pytest.raises(KeyError, match=r"unknown layer '3.0'.*1.0, 2.0, fc"):
-        get_layer(net, "3.0")
+        sparse_layer(net, "3.0")
     with pytest.raises(KeyError, match="unknown layer"):
         prune_to(net, 50, layers=["conv9"])
 

@@ -1,183 +1,24 @@
-r"""Internal perturbations of one layer (Cheney, Schrimpf & Kreiman), undone exactly, and sweeps
-that evaluate many perturbed copies of a network per forward pass.
-
-A *fault* names one layer (a ``Conv2d`` or ``Linear`` of any ``nn.Module``, by its name in
-``named_modules``), a treatment, an amount and a repeat index; its random draws depend only on
-those (and a base seed), never on what ran before. The treatments act on the weights $W$ and
-biases $b$ *leading into* the layer, $W$ and $b$ separately:
-
-- ``synapse_knockout`` (fraction $f$): $\operatorname{round}(f\,|W|)$ weights and
-  $\operatorname{round}(f\,|b|)$ biases, drawn uniformly, set to 0;
-- ``node_knockout`` (fraction $f$): $\operatorname{round}(f\,n)$ of the layer's $n$ units (output
-  channels) lose every incoming weight and their bias;
-- ``gaussian`` (magnitude $m$): $W \leftarrow W + \varepsilon$, $\varepsilon \sim
-  \mathcal N(0, (m\,\sigma_W)^2)$, with $\sigma_W$ the standard deviation of the layer's unperturbed
-  weights; the same for $b$ with $\sigma_b$.
-
-For the sparse ternary layers of part A, $W$ is the weight the layer computes with,
-$\alpha\,t$, not the latent weight behind it (knocking a latent weight to 0 would make it
-$\operatorname{sign}(0) = +1$).
-
-A sweep does not deep-copy the network per fault. For each batch of images and each layer it runs
-the network once up to the layer, computes the layer's output for $K$ perturbed weight sets at once
-(one convolution with $K$ times the output channels, or one matrix product), and sends the $K$
-outputs on through the rest of the network as one batch of $K \times n$ images. That is exact for
-any network whose path from the layer to the output handles each image separately (every
-feed-forward net of this book, torchvision's AlexNet and VGG); a skip connection around the layer
-would break it, and then ``copies_per_pass=1`` still works. A node knockout does not even compute
-the layer: its output is the clean one (recorded in the pass that gives the shared prefix) with the
-knocked-out units set to 0.
-"""
+"""Top-k accuracy under many faults: the naive loop (a copy per fault) and the batched sweep that
+evaluates many perturbed copies per forward pass without copying the network."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import types
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .data import Split
-from .metrics import top_k_hits
-from .ternary import SparseTernaryMixin, UnknownLayerError
+from ..data import Split
+from ..metrics import top_k_hits
+from .faults import Fault, fault_weights, layer_name, perturb, weight_layers
 
-TREATMENTS = ("synapse_knockout", "node_knockout", "gaussian")
-KNOCKOUTS = ("synapse_knockout", "node_knockout")
+__all__ = ["topk_accuracy", "naive_sweep", "sweep"]
 
-
-@dataclass(frozen=True)
-class Fault:
-    """One perturbation: ``amount`` is a fraction in [0, 1] for knockouts, a magnitude
-    $m \\ge 0$ (in units of the layer's $\\sigma$) for ``gaussian``."""
-
-    layer: str
-    treatment: str
-    amount: float
-    repeat: int = 0
-
-    def __post_init__(self):
-        check_amount(self.treatment, self.amount)
-
-    def seed(self, base: int = 0) -> int:
-        """The fault's own seed: a hash of what it is, so a sweep's order never changes its draws."""
-        blob = repr((base, self.layer, self.treatment, round(float(self.amount), 9), self.repeat))
-        return int(hashlib.sha256(blob.encode()).hexdigest()[:15], 16)
-
-    @property
-    def is_identity(self) -> bool:
-        return float(self.amount) == 0.0
-
-
-def check_amount(treatment: str, amount: float) -> float:
-    if treatment not in TREATMENTS:
-        raise ValueError(f"unknown treatment {treatment!r}; allowed: {', '.join(TREATMENTS)}")
-    amount = float(amount)
-    if treatment in KNOCKOUTS and not 0.0 <= amount <= 1.0:
-        raise ValueError(f"{treatment}: the fraction must be in [0, 1], got {amount}")
-    if treatment == "gaussian" and not (amount >= 0.0 and np.isfinite(amount)):
-        raise ValueError(f"gaussian: the magnitude must be a finite number >= 0, got {amount}")
-    return amount
-
-
-def faults_grid(layers, treatments, amounts: dict, repeats: int) -> list[Fault]:
-    """Every (layer, treatment, amount, repeat); ``amounts`` maps each treatment to its grid."""
-    return [Fault(layer, t, float(a), r) for layer in layers for t in treatments for a in amounts[t]
-            for r in range(repeats)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Layers and their weights
-
-
-def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The Conv2d and Linear layers of ``model`` by name, in the order they were registered
-    (input side first for every sequential net)."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-
-
-def get_layer(model: nn.Module, name: str) -> nn.Module:
-    layers = weight_layers(model)
-    if name not in layers:
-        raise UnknownLayerError(f"unknown layer {name!r}; the Conv2d/Linear layers of this model are: {', '.join(layers)}")
-    return layers[name]
-
-
-@torch.no_grad()
-def layer_weights(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The weight and bias the layer computes with (for a sparse ternary layer, $\\alpha t$)."""
-    w = layer.effective_weight() if isinstance(layer, SparseTernaryMixin) else layer.weight
-    return w.detach(), (None if layer.bias is None else layer.bias.detach())
-
-
-def _std(t: torch.Tensor | None) -> float:
-    # population standard deviation, as numpy's std (what the paper's Table 1 reports)
-    return 0.0 if t is None or t.numel() < 2 else float(t.double().std(unbiased=False))
-
-
-def perturbed_weights(weight: torch.Tensor, bias: torch.Tensor | None, treatment: str, amount: float,
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """New tensors: ``weight`` and ``bias`` after the treatment (the inputs are not modified).
-
-    Draws are made on the CPU (``generator`` is a CPU generator) so that a fault gives the same
-    perturbation on every device.
-    """
-    amount = check_amount(treatment, amount)
-    w = weight.detach().cpu().clone()
-    b = None if bias is None else bias.detach().cpu().clone()
-    if treatment == "synapse_knockout":
-        for t in (w, b):
-            if t is not None:
-                k = round(amount * t.numel())
-                t.view(-1)[torch.randperm(t.numel(), generator=generator)[:k]] = 0
-    elif treatment == "node_knockout":
-        units = torch.randperm(w.shape[0], generator=generator)[:round(amount * w.shape[0])]
-        w[units] = 0
-        if b is not None:
-            b[units] = 0
-    else:  # gaussian, sigma of the unperturbed weights and biases separately
-        sw, sb = _std(weight), _std(bias)
-        w += torch.randn(w.shape, generator=generator, dtype=w.dtype) * (amount * sw)
-        if b is not None:
-            b += torch.randn(b.shape, generator=generator, dtype=b.dtype) * (amount * sb)
-    return w.to(weight.device), (None if b is None else b.to(bias.device))
-
-
-def fault_weights(model: nn.Module, fault: Fault, seed: int = 0):
-    layer = get_layer(model, fault.layer)
-    w, b = layer_weights(layer)
-    return perturbed_weights(w, b, fault.treatment, fault.amount, torch.Generator().manual_seed(fault.seed(seed)))
-
-
-@contextmanager
-def perturb(model: nn.Module, fault: Fault, seed: int = 0):
-    """Apply ``fault`` to ``model`` in place for the ``with`` block, then undo it exactly: every
-    parameter and buffer of the layer is copied back, so the model is bit-identical to before."""
-    layer = get_layer(model, fault.layer)
-    w, b = fault_weights(model, fault, seed)
-    saved = {k: v.detach().clone() for k, v in layer.state_dict(keep_vars=True).items()}
-    try:
-        with torch.no_grad():
-            if isinstance(layer, SparseTernaryMixin):  # compute with the new weight, in dense mode
-                layer.is_ternary.fill_(False)
-                layer.mask.fill_(True)
-            layer.weight.copy_(w)
-            if b is not None:
-                layer.bias.copy_(b)
-        yield model
-    finally:
-        with torch.no_grad():
-            for k, v in layer.state_dict(keep_vars=True).items():
-                v.copy_(saved[k])
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation
 
 
 def _batches(data, batch_size: int):
@@ -373,14 +214,13 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
     if not faults:
         raise ValueError("faults is empty")
     layers = weight_layers(model)
-    by_layer = defaultdict(list)
+    by_layer = defaultdict(list)  # by module name (a fault may name a sparse layer as the paper does)
     for i, f in enumerate(faults):
-        if f.layer not in layers:
-            get_layer(model, f.layer)  # raises, naming the allowed layers
+        name = layer_name(model, f.layer)  # raises, naming the allowed layers
         if not f.is_identity:
-            by_layer[f.layer].append(i)
+            by_layer[name].append(i)
     identity = [i for i, f in enumerate(faults) if f.is_identity]
-    node_layers = frozenset(faults[i].layer for idx in by_layer.values() for i in idx
+    node_layers = frozenset(name for name, idx in by_layer.items() for i in idx
                             if faults[i].treatment == "node_knockout")
     # the perturbed weights are drawn once, up front (on the CPU, from each fault's own seed)
     weights = {i: fault_weights(model, faults[i], seed) for idx in by_layer.values() for i in idx}
@@ -439,28 +279,3 @@ def sweep(model: nn.Module, data, faults: list[Fault], topk=(1, 5), seed: int = 
                 bar.update(len(group))
     bar.close()
     return (hits.cpu().double() / n_seen).numpy()
-
-
-# ---------------------------------------------------------------------------------------------
-# Descriptive statistics (the paper's Table 1)
-
-
-def weight_statistics(model: nn.Module):
-    """One row per layer and parameter (``<layer>_W``, ``<layer>_b``): size, mean, median, sigma,
-    min, max, kurtosis (excess, Fisher's), skew, of the weights the layer computes with."""
-    import pandas as pd
-    from scipy import stats
-
-    rows = []
-    for name, layer in weight_layers(model).items():
-        w, b = layer_weights(layer)
-        for suffix, t in (("W", w), ("b", b)):
-            if t is None:
-                continue
-            v = t.detach().double().cpu().numpy().ravel()
-            spread = v.size > 3 and v.std() > 0  # kurtosis and skew are undefined for constant values
-            rows.append({"layer": f"{name}_{suffix}", "size": v.size, "mean": v.mean(), "median": np.median(v),
-                         "sigma": v.std(), "min": v.min(), "max": v.max(),
-                         "kurtosis": stats.kurtosis(v) if spread else np.nan,
-                         "skew": stats.skew(v) if spread else np.nan})
-    return pd.DataFrame(rows).set_index("layer")
