@@ -12,8 +12,8 @@ the site shows exactly the outputs papermill produced, and no ``.ipynb`` ever la
 
 ``execute --jobs N`` runs N chapters side by side, each in a subprocess on its share of the cores; a
 chapter that starts from networks another chapter trains (``NEEDS``) waits for it. The default is
-one at a time: on the 2-core CI machine two lanes were slower than one (the README's *Measured
-times*), since most chapters already keep both cores busy with processes of their own.
+one at a time: on a 2-core CPU two lanes were slower than one, since most chapters already keep
+both cores busy with processes of their own.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from . import store
 from .paths import cache_dir
 
 __all__ = ["CACHE_VERSION", "config_key", "cache_path", "DamagedCacheEntryWarning", "load", "save",
@@ -62,7 +63,9 @@ def load(config: dict) -> tuple[dict, dict] | None:
     (then a :class:`DamagedCacheEntryWarning` names the file and why)."""
     path = cache_path(config)
     if not path.is_file():
-        return None
+        path = store.find(path.name)  # a network committed with the book (models/), read-only
+        if path is None:
+            return None
     try:
         entry = torch.load(path, map_location="cpu", weights_only=True)
         problem = _damage(entry, config)

@@ -32,7 +32,7 @@ CLASS_ACTIONS = np.array([[-STEER, 0.0, 0.0], [0.0, 1.0, 0.0], [STEER, 0.0, 0.0]
 # How the expert chooses a class (see ``action_class``): it aims at the centre-line point
 # AIM_DISTANCE + AIM_PER_SPEED * speed ahead, damps the aim by YAW_DAMPING times the yaw rate, and
 # turns when the damped aim angle is beyond DEAD_BAND. Tuned on tracks 0-11 like the expert's
-# constants (results/checks/car_three_class_expert.py).
+# constants (experiments/car_expert_rules.py compares the rules).
 AIM_DISTANCE = 15.0  # units along the centre line (the road is 13.3 wide, a frame shows ~45 ahead)
 AIM_PER_SPEED = 0.3  # s: the aim point moves out with speed
 YAW_DAMPING = 0.25  # s

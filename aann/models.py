@@ -170,7 +170,7 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     whatever the gradient's size, would walk it at random: in p-SIREN's step 4 it took the scale of
     layer 1.0 of a 90 % MNIST net to 0.0067 (0.29 when held at its value at ternarization) and the
     norm's running variances to 2e-5 - 6e-5, near its eps of 1e-5, so that the norm no longer
-    normalised (results/checks/psiren_batch_norm.log). Without BatchNorm: ``model.parameters()``."""
+    normalised (measured with an earlier version of ``experiments/psiren_batch_norm.py``). Without BatchNorm: ``model.parameters()``."""
     frozen = set()
     if isinstance(model, StagedNet):
         frozen = {id(s.layer.scale) for s in model.stages() if _stage_norm(s) is not None}

@@ -267,19 +267,13 @@ LEVELS_FIG2B = sorted(set(LEVELS_FIG2) | {96, 97, 98, 99})
 
 
 def reference_budget(profile: str, seed: int = 0) -> dict:
-    """The book's p-SIREN budgets per profile, shared by every chapter that starts from a p-SIREN
-    network, so that they all hit the same cache entries.
+    """The book's p-SIREN budget for ``profile`` (``aann.profiles``, chapter ``sparse_ternary``) as
+    the arguments of the sweeps: ``levels``, ``seeds`` (from ``seed`` on), ``train_size``, ``config``.
+    Every chapter that starts from a p-SIREN network reads it, so they all hit the same cache entries."""
+    from .profiles import budgets
 
-    quick: 25,000 training images, 4 levels, one network per level (minutes on a CPU);
-    full: the whole training set, 16 levels, three networks per level.
-    """
-    from .runtime import check_profile
-
-    if check_profile(profile) == "quick":
-        return dict(levels=[0, 50, 90, 95], seeds=[seed], train_size=25_000,
-                    config=PSirenConfig(n1=2, n2=5, n3=1, n4=4))
-    return dict(levels=list(LEVELS_FIG2), seeds=[seed, seed + 1, seed + 2], train_size=None,
-                config=PSirenConfig(n1=8, n2=38, n3=3, n4=5))
+    b = budgets("sparse_ternary", profile)
+    return dict(levels=list(b.levels), seeds=b.seeds(seed), train_size=b.train_size, config=b.config)
 
 
 def reference_network(dataset: str, level: float, profile: str, seed: int = 0, device=None,

@@ -11,9 +11,9 @@ import math
 import platform
 from pathlib import Path
 
-from .paths import project_root, results_dir
+from .paths import results_dir
 
-__all__ = ["versions", "device_description", "write_results", "read_results", "read_check", "check_curve"]
+__all__ = ["versions", "device_description", "write_results", "read_results", "check_curve"]
 
 
 def versions() -> dict[str, str]:
@@ -71,13 +71,6 @@ def read_results(chapter: str, out_dir: Path | None = None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: execute chapter {chapter!r} first")
     return json.loads(path.read_text())
-
-
-def read_check(name: str) -> dict | None:
-    """The metrics of the committed check ``results/checks/<name>.json`` (a long run made outside
-    the chapters by a script beside it), or None where this checkout lacks the file."""
-    path = project_root() / "results" / "checks" / f"{name}.json"
-    return json.loads(path.read_text())["metrics"] if path.is_file() else None
 
 
 def check_curve(metrics: dict):

@@ -59,6 +59,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import store
 from .cache import state_fingerprint
 from .data import Split
 from .models import get_model
@@ -201,7 +202,9 @@ def _load(path: Path, config: SenseConfig, fingerprint: str, shorter: bool = Fal
     """The state saved at ``path`` (None if there is no file). ``shorter``: the file may hold the
     same search run to fewer steps (see ``sense``'s ``extends``)."""
     if not path.exists():
-        return None
+        path = store.find(path.name)  # a finished search committed with the book, read-only
+        if path is None:
+            return None
     try:
         saved = torch.load(path, weights_only=False)
     except Exception as e:  # a truncated or foreign file
@@ -350,7 +353,7 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
     path = Path(checkpoint) if checkpoint is not None else None
     state = _load(path, config, fingerprint) if path is not None else None
     if state is None and extends is not None:
-        if not Path(extends).is_file():
+        if not Path(extends).is_file() and store.find(Path(extends).name) is None:
             raise FileNotFoundError(f"the checkpoint to extend, {extends}, does not exist")
         state = _load(Path(extends), config, fingerprint, shorter=True)
     if state is not None:

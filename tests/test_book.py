@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 
 from aann import build
+from aann.profiles import budgets
 from aann.results import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
+# the quick budgets the counts below follow (read, never repeated: aann.profiles)
+MANIFOLD, SENSE, CAR, ROBUSTNESS = (budgets(c, "quick") for c in ("architecture_manifold", "sense", "car_racing",
+                                                                  "robustness"))
 
 # Per chapter: result keys that must exist (fractions in [0, 1]), other keys that must exist
 # ("values": returns, counts), exact counts, and lower bounds in the quick profile.
@@ -31,8 +35,8 @@ EXPECTED = {
     "architecture_manifold": {
         "keys": [f"{layer}/{what}" for layer in ("1.0", "2.0", "fc") for what in ("frac_better", "frac_worse")]
         + ["base_test_acc", "fc_all/frac_better", "fc_all/best_test_acc", "fc_all/certified_fraction"],
-        "counts": {"1.0/n_neighbours": 200, "2.0/n_neighbours": 200, "fc/n_neighbours": 200,
-                   "fc_all/n_neighbours": 20_000},
+        "counts": {**{f"{layer}/n_neighbours": MANIFOLD.n_neighbours for layer in ("1.0", "2.0", "fc")},
+                   "fc_all/n_neighbours": MANIFOLD.fc_neighbours},
         "at_least": {"base_test_acc": 0.97, "fc_all/certified_fraction": 0.9},
     },
     "sense": {
@@ -41,8 +45,9 @@ EXPECTED = {
                  "steepest/best_val", "anneal/annealed/best_val", "random80_ce/mnist/test_acc",
                  "random80_ce/fashion_mnist/test_acc"],
         "values": ["anneal/annealed/downhill_moves"],
-        "counts": {"random80/mnist/evaluations": 60 * 30, "random80_ce/mnist/evaluations": 60 * 30,
-                   "random80_fc_long/mnist/evaluations": 1_500 * 100},
+        "counts": {"random80/mnist/evaluations": SENSE.random80.steps * SENSE.random80.neighbours,
+                   "random80_ce/mnist/evaluations": SENSE.random80.steps * SENSE.random80.neighbours,
+                   "random80_fc_long/mnist/evaluations": SENSE.long_fc.steps * SENSE.long_fc.neighbours},
         # a hill-climb cannot end below its start on the split it selects on
         "at_least": {"climb/mnist/val_gain_mean": 0.0, "random80/mnist/test_acc": 0.2,
                      "random80_ce/mnist/test_acc": 0.2,
@@ -56,8 +61,9 @@ EXPECTED = {
         "values": ["expert/mean_return", "expert3/mean_return", "ternary90/mean_return",
                    "random_policy/mean_return", "sense_driver/mean_return", "dagger/mean_return",
                    "dagger/val_return_start", "dagger/val_return_best"],
-        "counts": {"drive/n_tracks": 4, "random80_sense/evaluations": 30 * 30, "data/train_tracks": 8,
-                   "dagger/rounds": 2},
+        "counts": {"drive/n_tracks": CAR.drive_tracks,
+                   "random80_sense/evaluations": CAR.sense80.steps * CAR.sense80.neighbours,
+                   "data/train_tracks": CAR.tracks["train"], "dagger/rounds": CAR.dagger.rounds},
         # the expert's goal is CarRacing's "solved" (900); acting through the 3 classes it must clear
         # the drivers' goal of 800 (else no net could); the imitating net must beat always-gas by a
         # margin (labels of version 2: the majority class is ~37 %, quick nets ~67 %)
@@ -76,7 +82,7 @@ EXPECTED = {
                      "output_node_linear")]
         + ["alexnet_cifar/synapse50/conv1_retained", "vgg_cifar/gauss1/upper_max_loss",
            "mnist_ternary90/mean_acc/synapse_knockout", "mnist_dense/mean_acc/synapse_knockout"],
-        "counts": {"n_eval_images": 400, "repeats": 3},
+        "counts": {"n_eval_images": ROBUSTNESS.n_eval, "repeats": ROBUSTNESS.repeats},
         # chance is 0.1 top-1 on both data sets; the quick budgets train for minutes
         "at_least": {"alexnet_cifar/clean_top1": 0.4, "vgg_cifar/clean_top1": 0.3, "mnist_dense/clean_top1": 0.9,
                      "mnist_ternary90/clean_top1": 0.95},

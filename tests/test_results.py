@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from aann.results import check_curve, read_check, read_results, write_results
+from aann.experiments import read_experiment
+from aann.results import check_curve, read_results, write_results
 
 
 def test_roundtrip_format(tmp_path):
@@ -30,13 +31,17 @@ def test_missing_results_say_what_to_run(tmp_path):
         read_results("nope", tmp_path)
 
 
-def test_a_check_reads_as_a_curve(tmp_path, monkeypatch):
+def test_an_experiment_reads_as_a_curve(tmp_path, monkeypatch):
+    import argparse
+
+    from aann.experiments import write_experiment
+
     monkeypatch.setenv("AANN_ROOT", str(tmp_path))
-    assert read_check("demo_check") is None  # not in this checkout
+    assert read_experiment("demo_check") is None  # not in this checkout
     metrics = {"steps": 200, "final/test_acc": 0.6, "curve/200/val_acc": 0.7, "curve/200/test_acc": 0.6,
                "curve/0/val_acc": 0.1, "curve/0/test_acc": 0.12, "curve/0/moves/fc1.0": 0, "curve/200/moves/fc1.0": 9}
-    write_results("demo_check", metrics, profile="check", device="cpu", out_dir=tmp_path / "results" / "checks")
-    curve = check_curve(read_check("demo_check"))
+    write_experiment("demo_check", metrics, argparse.Namespace(quick=False, out=tmp_path / "results" / "experiments"), "cpu")
+    curve = check_curve(read_experiment("demo_check"))
     assert curve["step"].tolist() == [0, 200]
     assert curve["val_acc"].tolist() == [0.1, 0.7] and curve["test_acc"].tolist() == [0.12, 0.6]
     assert curve["moves/fc1.0"].tolist() == [0, 9]

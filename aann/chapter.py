@@ -1,0 +1,50 @@
+"""What every chapter does before its story and after it: check the profile, choose the device,
+start the clock, set the plot theme, read its budget; at the end, write its results file."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .profiles import budgets
+from .results import write_results
+from .runtime import check_profile, default_device
+
+__all__ = ["Chapter", "start_chapter"]
+
+
+@dataclass
+class Chapter:
+    """One execution of a chapter: its ``name``, ``profile``, ``device`` and ``budget``
+    (``aann.profiles``), and when it started."""
+
+    name: str
+    profile: str
+    device: torch.device
+    started: float = field(default_factory=time.time)
+
+    @property
+    def quick(self) -> bool:
+        return self.profile == "quick"
+
+    @property
+    def budget(self):
+        return budgets(self.name, self.profile)
+
+    def write_results(self, metrics: dict) -> Path:
+        """``_build/results/<chapter>.json`` with the metrics, the profile, the device and the
+        wall time since the start."""
+        return write_results(self.name, metrics, profile=self.profile, device=self.device,
+                             wall_time_s=time.time() - self.started)
+
+
+def start_chapter(name: str, profile: str, device=None) -> Chapter:
+    """Check ``profile``, pick the device (``aann.runtime.default_device``) and set seaborn's theme."""
+    import seaborn as sns
+
+    check_profile(profile)
+    sns.set_theme(style="whitegrid", context="notebook")
+    return Chapter(name, profile, torch.device(device) if device is not None else default_device())
