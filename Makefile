@@ -83,7 +83,7 @@ bench: data
 # Wheels for a lent GPU machine (Python 3.12, x86-64) that has its own torch, numpy and scientific
 # stack but none of the notebook runners and no Box2D: the versions installed here and their needs,
 # into .whl/ (ignored, ~35 MB). Carry .whl there and start the command with
-#   python3 -m pip install -q --no-index --no-deps --target "$$HOME/site" .whl/*.whl && export PYTHONPATH="$$HOME/site"
+#   python3 -m pip install -q --no-index --no-deps --target "$HOME/site" .whl/*.whl && export PYTHONPATH="$HOME/site"
 DEVICE_PYTHON ?= 3.12
 DEVICE_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
 	manylinux1_x86_64 any
