@@ -11,10 +11,13 @@ else. About 18 minutes on a 2-core CPU.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aann.data import load_splits
 from aann.experiments import parser, write_experiment
 from aann.runtime import default_device
-from aann.sense import SenseConfig, loss_temperature, random_sparse_ternary, sense
+from aann.profiles import budgets
+from aann.sense import loss_temperature, random_sparse_ternary, sense
 
 
 def main(argv=None) -> None:
@@ -31,8 +34,8 @@ def main(argv=None) -> None:
     alpha = float(start.fc.scale.detach().abs().mean())
     metrics = {"steps": args.steps, "n_select": len(select), "alpha": alpha}
     for name, tau in (("0.25", 0.25), ("0.5", 0.5), ("1", 1.0), ("T=1", 1.0 / alpha)):
-        cfg = SenseConfig(schedule="random", steps=args.steps, block=3, neighbours=30, fitness="cross_entropy",
-                          loss_temperature=tau, seed=args.seed)
+        cfg = replace(budgets("sense", "full").random80, steps=args.steps, fitness="cross_entropy",
+                      loss_temperature=tau, seed=args.seed)  # the sense chapter's search from random 80 %
         res = sense(start, select, cfg, progress=not args.quick)
         metrics |= {f"{name}/loss_temperature": tau, f"{name}/T": loss_temperature(cfg, start),
                     f"{name}/val_acc_half": res.history["val_acc"][args.steps // 2 - 1],

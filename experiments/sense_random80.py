@@ -25,7 +25,8 @@ from aann import store
 from aann.experiments import parser, write_experiment
 from aann.neighbours import NeighbourEvaluator
 from aann.runtime import default_device
-from aann.sense import SenseConfig, checkpoint_path, random_sparse_ternary, sense
+from aann.profiles import budgets
+from aann.sense import checkpoint_path, random_sparse_ternary, sense
 
 LAYERS = {"mnist": ("1.0", "2.0", "fc"), "car": ("1.0", "2.0", "fc1.0", "fc")}
 
@@ -39,7 +40,6 @@ def splits(task: str, quick: bool, device):
         d = load_splits("mnist", device=device, download=True)
         return d["val"], d["test"].subset(300, seed=0) if quick else d["test"]
     from aann.demonstrations import load_demonstrations
-    from aann.profiles import budgets
 
     b = budgets("car_racing", "quick" if quick else "full")
     data, _ = load_demonstrations({k: b.tracks[k] for k in ("val", "test")}, b.demo, device=device, progress=False)
@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=2_000)
     p.add_argument("--extends", type=int, default=None, metavar="STEPS",
                    help="continue the finished run of this many steps (its checkpoint) instead of starting afresh")
-    p.add_argument("--neighbours", type=int, default=30)
+    p.add_argument("--neighbours", type=int, default=None, help="per step (default: the chapters')")
     p.add_argument("--select", type=int, default=2_000, help="validation images (frames) that select")
     p.add_argument("--every", type=int, default=100, help="steps between test evaluations")
     p.add_argument("--seed", type=int, default=0)
@@ -64,8 +64,10 @@ def main(argv=None) -> None:
     val, test = splits(args.task, args.quick, device)
     select = val.subset(args.select, seed=args.seed)
     start = random_sparse_ternary("mnist_net" if args.task == "mnist" else "car_net", 80, seed=args.seed).to(device)
-    cfg = SenseConfig(schedule="random", steps=args.steps, block=3, neighbours=args.neighbours, fitness=args.fitness,
-                      seed=args.seed)
+    # the chapters' search from the random 80 % net (schedule, blocks, neighbours), run longer
+    base = budgets("sense", "full").random80 if args.task == "mnist" else budgets("car_racing", "full").sense80_all
+    cfg = replace(base, steps=args.steps, neighbours=args.neighbours or base.neighbours, fitness=args.fitness,
+                  seed=args.seed)
     name = f"{args.task}-random80-{args.fitness}"
     path = checkpoint_path(name, start, select, cfg)
     shorter = None
