@@ -18,8 +18,8 @@ import numpy as np
 
 __all__ = ["CLASSES", "STEER", "CLASS_ACTIONS", "AIM_DISTANCE", "AIM_PER_SPEED", "YAW_DAMPING", "DEAD_BAND",
            "ENV_ID", "MAX_STEPS", "ROAD_HALF_WIDTH", "make_env", "to_gray", "TrackExpert", "action_class",
-           "ExpertDriver", "RandomDriver", "NetDriver", "Episode", "run_episode", "evaluate_driver",
-           "episode_gif"]
+           "ExpertDriver", "RandomDriver", "NetDriver", "Episode", "mean_return", "driving_table", "run_episode",
+           "evaluate_driver", "episode_gif"]
 
 # The three classes of the 3-output car net, and the action a driver executes for each. They are
 # gymnasium's discrete CarRacing actions "steer left", "gas", "steer right" (its other two,
@@ -232,6 +232,30 @@ class Episode:
     labels: np.ndarray | None = None  # T expert classes, when the driver gives them
     noisy: np.ndarray | None = None  # T booleans: the step executed a random class (``noise``)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def lap_finished(self) -> bool:
+        """Every tile (95 %, gymnasium's own criterion) visited before the time limit."""
+        return self.tiles_visited >= 0.95 and self.steps < MAX_STEPS
+
+
+def mean_return(episodes: list[Episode]) -> float:
+    """The mean return of a driver's episodes."""
+    return float(np.mean([e.total_return for e in episodes]))
+
+
+def driving_table(episodes: dict[str, list[Episode]]):
+    """One row per driver (``episodes`` maps a driver's name to its episodes): mean return and its
+    sample standard deviation, laps finished, mean fraction of tiles visited, tracks driven."""
+    import pandas as pd
+
+    rows = []
+    for name, eps in episodes.items():
+        r = np.array([e.total_return for e in eps])
+        rows.append({"driver": name, "mean return": r.mean(), "sd": r.std(ddof=1) if len(r) > 1 else 0.0,
+                     "laps finished": sum(e.lap_finished for e in eps),
+                     "tiles visited (mean)": np.mean([e.tiles_visited for e in eps]), "tracks": len(eps)})
+    return pd.DataFrame(rows).set_index("driver")
 
 
 def run_episode(driver, seed: int, max_steps: int = MAX_STEPS, record: bool = False, noise: float = 0.0,

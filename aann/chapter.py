@@ -1,5 +1,6 @@
 """What every chapter does before its story and after it: check the profile, choose the device,
-start the clock, set the plot theme, read its budget; at the end, write its results file."""
+start the clock, set the plot theme, read its budget; at the end, write its results file (and
+read the committed full-profile one, to compare)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import torch
 
+from .paths import project_root
 from .profiles import budgets
-from .results import write_results
+from .results import read_results, write_results
 from .runtime import check_profile, default_device
 
 __all__ = ["Chapter", "start_chapter"]
@@ -39,6 +41,12 @@ class Chapter:
         wall time since the start."""
         return write_results(self.name, metrics, profile=self.profile, device=self.device,
                              wall_time_s=time.time() - self.started)
+
+    def full_results(self) -> dict | None:
+        """The committed full-profile results of this chapter (``results/full/<chapter>.json``: its
+        metrics, profile, device, versions and wall time), or None where none is committed."""
+        folder = project_root() / "results" / "full"
+        return read_results(self.name, folder) if (folder / f"{self.name}.json").is_file() else None
 
 
 def start_chapter(name: str, profile: str, device=None) -> Chapter:

@@ -6,7 +6,8 @@ import numpy as np
 
 __all__ = ["neighbour_histograms", "embedding_3d", "TREATMENT_LABELS", "perturbation_curves",
            "class_palette", "estimated_error_image", "error_map", "latent_scatter", "latent_trajectories",
-           "activation_space_row", "error_violins", "check_curve_plot"]
+           "activation_space_row", "error_violins", "check_curve_plot", "search_curves", "neighbourhood_plot",
+           "layer_steps_plot", "LAYER_COLOURS"]
 
 
 def neighbour_histograms(accs: dict, base_acc: float, title: str = "layer {layer}", bins: int = 30):
@@ -191,4 +192,60 @@ def check_curve_plot(curve, goal: float | None, title: str, test_label: str = "t
         ax.axhline(100 * goal, color="0.5", ls=":", label="the book's goal (test)")
     ax.set(xlabel="neighbours evaluated", ylabel="accuracy (%)", title=title)
     ax.legend()
+    return ax
+
+
+def search_curves(ax, runs: dict, colours: dict | None = None, ylabel: str = "accuracy (%)"):
+    """Validation (solid) and test (dashed) accuracy of SENSE searches (``SenseResult``s by name)
+    against the neighbours each has evaluated, the measure of a search's cost. ``colours`` fixes a
+    colour per name (default: the axes' cycle)."""
+    for name, res in runs.items():
+        h = res.history
+        lines = ax.plot(h["evaluations"], 100 * np.array(h["val_acc"]), label=f"{name}: validation",
+                        color=(colours or {}).get(name))
+        ax.plot(h["evaluations"], 100 * np.array(h["test_acc"]), ls="--", color=lines[0].get_color(),
+                label=f"{name}: test")
+    ax.set(xlabel="neighbours evaluated", ylabel=ylabel)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def neighbourhood_plot(ax, res, initial_test: float, title: str):
+    """A recorded SENSE search as the paper's Fig. 5: every neighbourhood a cloud of validation
+    accuracies (jittered), its best neighbour in black, and the path the search takes in red, with
+    the current network's test accuracy dashed; steps on the x axis."""
+    rng = np.random.default_rng(0)
+    for i, (_, _, _, acc) in enumerate(res.neighbourhoods):
+        a = 100 * acc.numpy()
+        ax.scatter(i + 1 + 0.25 * rng.standard_normal(len(a)), a, s=4, alpha=0.35)
+        ax.scatter(i + 1, a.max(), color="black", s=25, zorder=3)
+    path = [100 * res.member_val[0]] + [100 * v for v in res.history["val_acc"]]
+    ax.plot(range(len(path)), path, color="red", lw=2, marker="o", ms=4, label="current network (validation)")
+    ax.plot(range(len(path)), [100 * initial_test] + [100 * t for t in res.history["test_acc"]], color="0.3", ls="--",
+            label="current network (test)")
+    ax.set(xlabel="neighbourhood", ylabel="accuracy (%)", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+# The colour of each layer of the MNIST net in step-by-step SENSE figures.
+LAYER_COLOURS = {"1.0": "tab:red", "2.0": "tab:green", "fc": "tab:blue"}
+
+
+def layer_steps_plot(ax, res, baseline_curve, title: str):
+    """A SENSE search step by step (validation dots coloured by the layer each step worked on, test
+    accuracy as a line) beside a backprop baseline's test accuracy per epoch (top axis): the
+    paper's Figs. 6 and 7."""
+    h = res.history
+    steps = np.arange(1, len(h["val_acc"]) + 1)
+    ax.scatter(steps, 100 * np.array(h["val_acc"]), c=[LAYER_COLOURS.get(layer, "0.5") for layer in h["layer"]], s=14,
+               label="validation")
+    ax.plot(steps, 100 * np.array(h["test_acc"]), color="black", marker=".", mfc="orange", label="test (SENSE)")
+    ax.set(xlabel="step (neighbourhood)", title=title)
+    top = ax.twiny()
+    top.plot(range(len(baseline_curve)), 100 * np.array(baseline_curve), color="black", marker="o", mfc="violet",
+             label="test (backprop, epochs on top axis)")
+    top.set_xlabel("backprop epoch")
+    ax.legend(loc="upper left", fontsize=8)
+    top.legend(loc="lower right", fontsize=8)
     return ax

@@ -127,6 +127,9 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
         seed_everything(seed)
         return get_model(config.model, **config.model_kwargs).to(device)
 
+    # One trajectory serves every level (the levels fork from one pruned trunk), so one training fills
+    # several cache entries: the sweep reads and writes them itself rather than through
+    # cache.memoized, which memoizes one computation per entry.
     results: dict[float, PSirenResult] = {}
     if use_cache:
         for p in levels:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .paths import results_dir
 
-__all__ = ["versions", "device_description", "write_results", "read_results", "check_curve"]
+__all__ = ["versions", "device_description", "under", "write_results", "read_results", "check_curve"]
 
 
 def versions() -> dict[str, str]:
@@ -43,6 +43,12 @@ def device_description(device) -> str:
     # numbers on the same machine, but another CPU may run other kernels that round differently
     capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "unknown")()
     return f"cpu: {platform.processor() or platform.machine()}, {capability} kernels, {torch.get_num_threads()} threads"
+
+
+def under(prefix: str, metrics: dict) -> dict:
+    """``metrics`` with every key put under ``prefix`` (``under("a/b", {"x": 1}) == {"a/b/x": 1}``),
+    so that a result object's keys are written once, where it makes them."""
+    return {f"{prefix}/{k}": v for k, v in metrics.items()}
 
 
 def write_results(chapter: str, metrics: dict, profile: str, device, wall_time_s: float | None = None,

@@ -47,15 +47,12 @@ training (validation) and the test split is only reported.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
-import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 from tqdm import tqdm
 
@@ -66,12 +63,13 @@ from .models import get_model
 from .neighbours import (NeighbourEvaluator, apply_swap, iter_neighbours, neighbourhood_size,
                          sample_neighbours, scan)
 from .pruning import check_sparsity, prune_to
-from .paths import cache_dir
 from .runtime import derived_seed, seed_everything
+from .sense_checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from .ternary import sparse_layers, ternarize
 
 __all__ = ["SCHEDULES", "FITNESSES", "SenseConfig", "SenseResult", "random_sparse_ternary", "schedule_layer",
-           "temperature", "checkpoint_path", "Move", "Neighbourhood", "Climber", "sense", "loss_temperature"]
+           "temperature", "checkpoint_path", "Move", "Neighbourhood", "Climber", "sense", "search",
+           "exact_accuracy", "loss_temperature"]
 
 SCHEDULES = ("alternate", "random")
 FITNESSES = ("accuracy", "cross_entropy")
@@ -126,6 +124,15 @@ class SenseResult:
         for layer, src, dst in self.path[:i]:
             apply_swap(net, layer, src, dst)
         return net
+
+    def final(self) -> dict:
+        """Where the search ended, as result keys: the current network's ``val_acc`` and
+        ``test_acc`` after the last step and the neighbours ``evaluations`` spent (before any step:
+        the start's validation accuracy, no test accuracy, 0)."""
+        h = self.history
+        if not h.get("val_acc"):
+            return {"val_acc": self.member_val[0] if self.member_val else None, "test_acc": None, "evaluations": 0}
+        return {"val_acc": h["val_acc"][-1], "test_acc": h["test_acc"][-1], "evaluations": h["evaluations"][-1]}
 
     @property
     def network(self) -> nn.Module:
@@ -189,52 +196,6 @@ def temperature(config: SenseConfig, step: int) -> float:
         return 0.0
     t0, t1 = config.temperature
     return t0 * (t1 / t0) ** (step / max(1, config.steps - 1))
-
-
-def _save(path: Path, result: SenseResult, fingerprint: str) -> None:
-    state = {k: getattr(result, k) for k in ("path", "member_val", "history", "neighbourhoods", "step", "block", "in_block")}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"config": asdict(result.config), "initial": fingerprint, "state": state}, tmp)
-    os.replace(tmp, path)  # atomic: a search killed while writing keeps its previous checkpoint
-
-
-def _load(path: Path, config: SenseConfig, fingerprint: str, shorter: bool = False) -> dict | None:
-    """The state saved at ``path`` (None if there is no file). ``shorter``: the file may hold the
-    same search run to fewer steps (see ``sense``'s ``extends``)."""
-    if not path.exists():
-        path = store.find(path.name)  # a finished search committed with the book, read-only
-        if path is None:
-            return None
-    try:
-        saved = torch.load(path, weights_only=False)
-    except Exception as e:  # a truncated or foreign file
-        raise ValueError(f"cannot read the SENSE checkpoint {path} ({e}); delete it to start afresh") from e
-    theirs, ours = dict(saved["config"]), asdict(config)
-    if shorter:
-        if config.temperature is not None:
-            raise ValueError("an annealing search cannot extend a shorter one: its temperature schedule "
-                             "depends on the total number of steps")
-        if theirs.get("steps", 0) > config.steps:
-            raise ValueError(f"the checkpoint {path} ran {theirs['steps']} steps, more than the {config.steps} "
-                             "of this search: it can only extend a shorter one")
-        theirs["steps"] = ours["steps"]
-    if saved["initial"] != fingerprint or theirs != ours:
-        raise ValueError(f"the checkpoint {path} belongs to another search (other initial network or "
-                         "configuration); delete it or pass another checkpoint path")
-    return saved["state"]
-
-
-def checkpoint_path(name: str, model: nn.Module, select: Split, config: SenseConfig) -> Path:
-    """A checkpoint file in the model cache, named for the search and keyed by its start, its
-    selection split and its configuration: a rerun resumes (or finds the search done), a changed
-    search starts afresh in another file."""
-    what = (state_fingerprint(model), select.fingerprint(), asdict(config))
-    if config.temperature is not None:  # annealing has proposed at random since 54200b6: older checkpoints are not resumed
-        what += ("metropolis",)
-    key = hashlib.sha256(repr(what).encode()).hexdigest()[:12]
-    folder = cache_dir() / "sense"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{name}-{key}.pt"
 
 
 @dataclass(frozen=True)
@@ -351,11 +312,11 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
     result = SenseResult(config, initial)
     fingerprint = state_fingerprint(initial) + select.fingerprint()  # a checkpoint is for one start, one split
     path = Path(checkpoint) if checkpoint is not None else None
-    state = _load(path, config, fingerprint) if path is not None else None
+    state = load_checkpoint(path, config, fingerprint) if path is not None else None
     if state is None and extends is not None:
         if not Path(extends).is_file() and store.find(Path(extends).name) is None:
             raise FileNotFoundError(f"the checkpoint to extend, {extends}, does not exist")
-        state = _load(Path(extends), config, fingerprint, shorter=True)
+        state = load_checkpoint(Path(extends), config, fingerprint, shorter=True)
     if state is not None:
         for key, value in state.items():
             setattr(result, key, value)
@@ -414,12 +375,26 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
         result.step += 1
         # saving costs more as the history grows (tens of ms after thousands of steps): not every step
         if path is not None and (result.step == end or time.monotonic() - saved_at >= checkpoint_every):
-            _save(path, result, fingerprint)
+            save_checkpoint(path, result, fingerprint)
             saved_at = time.monotonic()
         bar.update(1)
         bar.set_postfix(val=f"{climber.val_acc:.4f}", best=f"{best_so_far:.4f}", refresh=False)
     bar.close()
     return result
+
+
+def search(name: str, model: nn.Module, select: Split, config: SenseConfig, report: Split | None = None,
+           **kwargs) -> SenseResult:
+    """``sense`` with its checkpoint in the model cache, named ``name`` and keyed by the start, the
+    selection split and the configuration (``checkpoint_path``): a rerun resumes the search, or
+    finds it done (in the cache or in the model store) and costs nothing."""
+    return sense(model, select, config, report=report, checkpoint=checkpoint_path(name, model, select, config), **kwargs)
+
+
+def exact_accuracy(model: nn.Module, data: Split) -> float:
+    """``model``'s accuracy on ``data`` counted as SENSE counts it (the neighbour evaluator's float64
+    forward pass), so that it compares exactly with a search's ``val_acc`` and ``test_acc``."""
+    return NeighbourEvaluator(model, data).base_accuracy
 
 
 def loss_temperature(config: SenseConfig, model: nn.Module) -> float | None:

@@ -63,7 +63,7 @@ def main(argv=None) -> None:
         eps = cr.evaluate_driver(Rule(rule, **kw), tracks, max_steps=steps, workers=1, progress=False)
         r = np.array([e.total_return for e in eps])
         metrics |= {f"{name}/return_tuning": r[:half].mean(), f"{name}/return_check": r[half:].mean(),
-                    f"{name}/laps": sum(e.tiles_visited >= 0.95 and e.steps < cr.MAX_STEPS for e in eps),
+                    f"{name}/laps": sum(e.lap_finished for e in eps),
                     **{f"{name}/track{t}": x for t, x in zip(tracks, r)}}
         print(f"{name}: {r[:half].mean():.1f} | {r[half:].mean():.1f}", flush=True)
     print(f"wrote {write_experiment('car_expert_rules', metrics, args, 'cpu').name}")

@@ -4,7 +4,6 @@ its results; then the site must build with warnings as errors and render in a br
 Tests in this module run in order: the site is built from the notebooks the chapter tests executed.
 """
 
-import json
 import os
 import re
 import shutil

@@ -180,3 +180,17 @@ def test_p_siren_workers_load_the_demonstrations_themselves(tmp_path, monkeypatc
         p_siren_parallel([dict(jobs[0], dataset=lambda device: data)] * 2, workers=2)
     with pytest.raises(FileNotFoundError, match="track_10002.npz"):
         demo.DemonstrationSplits({"train": 3}, config)()
+
+
+def test_driving_table_counts_laps_and_returns():
+    def ep(ret, steps, tiles):
+        return cr.Episode(seed=0, total_return=ret, steps=steps, tiles_visited=tiles)
+
+    lap, cut, short = ep(900.0, 1000 - 1, 1.0), ep(500.0, cr.MAX_STEPS, 1.0), ep(100.0, 300, 0.5)
+    assert lap.lap_finished and not cut.lap_finished and not short.lap_finished  # cut at the time limit: no lap
+    table = cr.driving_table({"a": [lap, cut, short], "b": [lap]})
+    assert table.loc["a", "mean return"] == pytest.approx(500.0) == cr.mean_return([lap, cut, short])
+    assert table.loc["a", "sd"] == pytest.approx(400.0)  # sample sd of 900, 500, 100
+    assert table.loc["a", "laps finished"] == 1 and table.loc["a", "tracks"] == 3
+    assert table.loc["a", "tiles visited (mean)"] == pytest.approx(2.5 / 3)
+    assert table.loc["b", "sd"] == 0.0 and table.loc["b", "laps finished"] == 1

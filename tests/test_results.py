@@ -5,7 +5,7 @@ import re
 import pytest
 
 from aann.experiments import read_experiment
-from aann.results import check_curve, read_results, write_results
+from aann.results import check_curve, read_results, under, write_results
 
 
 def test_roundtrip_format(tmp_path):
@@ -49,3 +49,9 @@ def test_an_experiment_reads_as_a_curve(tmp_path, monkeypatch):
         check_curve({"steps": 3})
     with pytest.raises(ValueError, match="curve/<step>/<field>"):
         check_curve({"curve/last/val_acc": 0.5})
+
+
+def test_under_puts_every_key_under_a_prefix():
+    assert under("random80/mnist", {"val_acc": 0.5, "evaluations": 7}) == {"random80/mnist/val_acc": 0.5,
+                                                                         "random80/mnist/evaluations": 7}
+    assert under("x", {}) == {}

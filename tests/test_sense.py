@@ -3,7 +3,7 @@ import torch
 
 from aann import sense as sense_module
 from aann.ensembles import best_members, ensemble_accuracy
-from aann.sense import (SenseConfig, random_sparse_ternary, sense,
+from aann.sense import (SenseConfig, exact_accuracy, random_sparse_ternary, search, sense,
                         temperature)
 from aann.ternary import value_counts
 from aann.training import accuracy
@@ -205,3 +205,19 @@ def test_a_climber_moves_its_network_and_evaluators_together(start, tiny_mnist_l
         assert climber.val_acc == scored == NeighbourEvaluator(climber.net, val).base_accuracy
         assert climber.test_acc == NeighbourEvaluator(climber.net, test).base_accuracy
     assert value_counts(climber.net) == value_counts(start)  # the family is kept
+
+
+def test_a_named_search_is_found_again_and_reports_where_it_ended(start, tiny_mnist_like, monkeypatch):
+    val, test = tiny_mnist_like["val"], tiny_mnist_like["test"]
+    first = search("named", start, val, _cfg(), test, progress=False)
+    assert first.final() == {"val_acc": first.history["val_acc"][-1], "test_acc": first.history["test_acc"][-1],
+                             "evaluations": 6 * 20}
+    assert first.final()["test_acc"] == exact_accuracy(first.network, test)  # counted the same way
+    real, calls = sense_module.Climber.neighbourhood, []
+    monkeypatch.setattr(sense_module.Climber, "neighbourhood", lambda *args: calls.append(1) or real(*args))
+    again = search("named", start, val, _cfg(), test, progress=False)
+    assert calls == [] and again.path == first.path and again.history == first.history
+    other = search("named", start, val, _cfg(seed=2), test, progress=False)  # another configuration: its own file
+    assert len(calls) == 6 and other.config.seed == 2
+    nothing = sense(start, val, _cfg(steps=0), progress=False).final()
+    assert nothing == {"val_acc": exact_accuracy(start, val), "test_acc": None, "evaluations": 0}
