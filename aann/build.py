@@ -236,6 +236,16 @@ def stage_site() -> Path:
         shutil.copy(executed, stage / f"{chapter}.ipynb")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(root / name, stage / name)
+    # the landing page's tables, generated from results/full/ (book/intro.md includes them)
+    from .summary import glance_markdown, runs_markdown
+
+    generated = stage / "_generated"
+    generated.mkdir()
+    (generated / "results_at_a_glance.md").write_text(glance_markdown())
+    (generated / "full_runs.md").write_text(runs_markdown())
+    from .bench_report import bench_markdown
+
+    (generated / "benchmarks.md").write_text(bench_markdown())
     mathjax = vendor_mathjax()
     if mathjax is not None:
         import yaml

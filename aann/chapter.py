@@ -12,7 +12,7 @@ import torch
 
 from .paths import project_root
 from .profiles import budgets
-from .results import read_results, write_results
+from .results import device_description, read_results, source_commit, write_results
 from .runtime import check_profile, default_device
 
 __all__ = ["Chapter", "start_chapter"]
@@ -42,6 +42,17 @@ class Chapter:
         return write_results(self.name, metrics, profile=self.profile, device=self.device,
                              wall_time_s=time.time() - self.started)
 
+    def provenance(self) -> str:
+        """The note a chapter's page opens with (Markdown): which profile, device, date and commit
+        made it, and for the quick profile that its numbers are small-budget numbers."""
+        made = (f"on {device_description(self.device)}, {time.strftime('%Y-%m-%d', time.localtime(self.started))}, "
+                f"from commit {source_commit()}")
+        if self.quick:
+            return (f"**This page was executed with the quick profile** {made}. Its budgets are small (minutes "
+                    "on a CPU): the numbers show the methods at work, not the papers' scale, and some "
+                    "conclusions differ at full scale; the tables at the end compare with the papers.")
+        return f"**This page was executed with the full profile** (the papers' scale) {made}."
+
     def full_results(self) -> dict | None:
         """The committed full-profile results of this chapter (``results/full/<chapter>.json``: its
         metrics, profile, device, versions and wall time), or None where none is committed."""
@@ -50,9 +61,17 @@ class Chapter:
 
 
 def start_chapter(name: str, profile: str, device=None) -> Chapter:
-    """Check ``profile``, pick the device (``aann.runtime.default_device``) and set seaborn's theme."""
+    """Check ``profile``, pick the device (``aann.runtime.default_device``), set seaborn's theme and
+    glue the page's provenance note (``Chapter.provenance``) as ``provenance``."""
     import seaborn as sns
 
     check_profile(profile)
     sns.set_theme(style="whitegrid", context="notebook")
-    return Chapter(name, profile, torch.device(device) if device is not None else default_device())
+    chapter = Chapter(name, profile, torch.device(device) if device is not None else default_device())
+    try:  # the page shows the note under its title ({glue:md} provenance); a plain Python run has no glue
+        from IPython.display import Markdown
+        from myst_nb import glue
+    except ImportError:
+        return chapter
+    glue("provenance", Markdown(chapter.provenance()), display=False)
+    return chapter

@@ -1,19 +1,22 @@
 """Each chapter's key numbers, written to ``_build/results/<chapter>.json``.
 
-Format: ``{"profile", "device", "versions", "metrics": {flat key: number}, "wall_time_s"?}``.
+Format: ``{"profile", "device", "versions", "commit", "date", "metrics": {flat key: number},
+"wall_time_s"?}``.
 Tests, the README and ``results/full/`` read the same files.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import platform
+import subprocess
 from pathlib import Path
 
-from .paths import results_dir
+from .paths import project_root, results_dir
 
-__all__ = ["versions", "device_description", "under", "write_results", "read_results", "check_curve"]
+__all__ = ["versions", "source_commit", "device_description", "under", "write_results", "read_results", "check_curve"]
 
 
 def versions() -> dict[str, str]:
@@ -31,6 +34,21 @@ def versions() -> dict[str, str]:
 
     out["aann"] = __version__
     return out
+
+
+def source_commit() -> str:
+    """The git commit of the code that runs (short hash), with ``+local changes`` when the working
+    tree differs from it; ``unknown`` outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(project_root()), *args], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=10", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + (" +local changes" if dirty else "")
 
 
 def device_description(device) -> str:
@@ -62,7 +80,8 @@ def write_results(chapter: str, metrics: dict, profile: str, device, wall_time_s
         if not math.isfinite(value):
             raise ValueError(f"metric {key!r} is {value}, not a finite number")
         clean[key] = value
-    payload = {"profile": profile, "device": device_description(device), "versions": versions(), "metrics": clean}
+    payload = {"profile": profile, "device": device_description(device), "versions": versions(),
+               "commit": source_commit(), "date": datetime.date.today().isoformat(), "metrics": clean}
     if wall_time_s is not None:
         payload["wall_time_s"] = round(float(wall_time_s), 1)
     out_dir = Path(out_dir) if out_dir else results_dir()

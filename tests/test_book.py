@@ -168,6 +168,29 @@ def test_site_builds_with_warnings_as_errors():
 
 
 @pytest.mark.site
+def test_the_landing_page_shows_the_results_at_a_glance():
+    import html as html_lib
+
+    from aann.summary import glance_rows
+
+    text = html_lib.unescape(re.sub(r"<[^>]+>", "", (ROOT / "_build" / "html" / "intro.html").read_text()))
+    assert "Results at a glance" in text
+    for row in glance_rows():
+        line = re.escape(row["claim"]) + r"\s+" + re.escape(row["paper"]) + r"\s+" + re.escape(row["this book"])
+        assert re.search(line + r"\s+" + re.escape(row["verdict"]), text), f"landing page lacks the row {row}"
+
+@pytest.mark.site
+def test_every_chapter_cites_its_paper_and_the_references_page_lists_the_papers():
+    html = ROOT / "_build" / "html"
+    references = (html / "references.html").read_text()
+    for author in ("Talukder", "Cheney", "Pardo"):
+        assert author in references, f"the references page does not list {author}"
+    for chapter in build.chapters():
+        text = (html / f"{chapter}.html").read_text()
+        assert 'href="references.html#id' in text, f"{chapter}: no citation links to the references page"
+
+
+@pytest.mark.site
 @pytest.mark.parametrize("chapter", sorted(EXPECTED))
 def test_chapter_page_shows_its_figures(chapter):
     page = ROOT / "_build" / "html" / f"{chapter}.html"
@@ -181,6 +204,9 @@ def test_chapter_page_shows_its_figures(chapter):
         assert f.is_file() and f.stat().st_size > 5000, f"{chapter}: figure {src} missing or empty"
     assert "Traceback" not in text and not re.search(r"\bError\b</span>", text)
     assert "paper vs. this book" in text.lower()
+    # the provenance note under the title: profile, device, date, commit
+    assert re.search(r"This page was executed with the (quick|full) profile</strong>.{0,80} on (cpu|cuda): .{0,300}"
+                     r"\d{4}-\d{2}-\d{2}, from commit [0-9a-f]{10}", text, re.S), f"{chapter}: no provenance note"
 
 
 def _chromium():

@@ -1,6 +1,7 @@
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,10 @@ def test_roundtrip_format(tmp_path):
     path = write_results("demo", {"a/b": 0.5, "n": 3}, profile="quick", device="cpu", wall_time_s=1.23,
                          out_dir=tmp_path)
     out = json.loads(path.read_text())
-    assert set(out) == {"profile", "device", "versions", "metrics", "wall_time_s"}
+    assert set(out) == {"profile", "device", "versions", "commit", "date", "metrics", "wall_time_s"}
+    in_git = (Path(__file__).resolve().parents[1] / ".git").exists()
+    assert re.fullmatch(r"[0-9a-f]{10}( \+local changes)?" if in_git else "unknown", out["commit"]), out["commit"]
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", out["date"])
     assert out["metrics"] == {"a/b": 0.5, "n": 3.0}
     assert {"torch", "python", "aann"} <= set(out["versions"])
     assert read_results("demo", tmp_path) == out
