@@ -8,13 +8,13 @@ PY := $(VENV)/bin/python
 PROFILE ?= $(shell $(PY) -c 'import torch; print("full" if torch.cuda.is_available() else "quick")' 2>/dev/null || echo quick)
 DATASETS := mnist fashion_mnist
 
-.PHONY: help env system-deps data execute site book test test-kernels bench clean device-wheels
+.PHONY: help env system-deps data execute site book published test test-kernels bench clean device-wheels
 
 help:
 	@echo "make book   environment + data + every chapter executed (PROFILE=$(PROFILE)) + site in _build/html"
 	@echo "make test   environment + data + pytest: unit tests, chapters in the quick profile, site with -W"
 	@echo "make test-kernels   the unit tests again under the CPU kernel families default and avx2"
-	@echo "make data | execute | site | clean | bench | device-wheels"
+	@echo "make data | execute | site | published | clean | bench | device-wheels"
 
 env: $(VENV)/.installed
 
@@ -53,6 +53,11 @@ site: env
 
 book: execute
 	$(MAKE) site
+
+# The published edition: the stored full-profile executions (results/full/*.ipynb), rendered
+# without executing anything.
+published: env
+	$(PY) -m aann.build site --edition published
 
 test: data
 	$(PY) -m pytest

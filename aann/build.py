@@ -1,7 +1,7 @@
 """Execute the book's chapters headlessly with papermill and render the site with Jupyter Book 1.
 
-    python -m aann.build execute [--profile quick|full] [--jobs N] [chapter ...]
-    python -m aann.build site
+    python -m aann.build execute [--profile quick|full] [--jobs N] [--store] [chapter ...]
+    python -m aann.build site [--edition executed|published]
 
 A chapter is a MyST-markdown notebook in ``book/`` (a ``.md`` with a ``kernelspec`` header).
 ``execute`` converts it with jupytext to ``_build/notebooks/<chapter>.ipynb``, runs it with
@@ -9,6 +9,9 @@ papermill (the ``profile`` parameter injected) into ``_build/executed/<chapter>.
 cell fails the command. ``site`` stages ``book/`` with the executed notebooks in place of their
 sources under ``_build/site_src`` and builds it with warnings as errors into ``_build/html``. So
 the site shows exactly the outputs papermill produced, and no ``.ipynb`` ever lands in ``book/``.
+The *published edition* is the stored full-profile executions instead (``execute --profile full
+--store`` keeps a chapter's executed notebook and results in ``results/full/``; ``site --edition
+published`` renders those without executing anything; ``aann.site``).
 
 ``execute --jobs N`` runs N chapters side by side, each in a subprocess on its share of the cores; a
 chapter that starts from networks another chapter trains (``NEEDS``) waits for it. The default is
@@ -21,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,8 +33,7 @@ from pathlib import Path
 from .paths import build_dir, project_root
 from .runtime import check_profile, default_profile
 
-__all__ = ["book_dir", "is_notebook", "NEEDS", "chapters", "execute", "execute_all", "MATHJAX",
-           "vendor_mathjax", "stage_site", "build_site", "main"]
+__all__ = ["book_dir", "is_notebook", "NEEDS", "chapters", "execute", "execute_all", "main"]
 
 
 def book_dir() -> Path:
@@ -193,83 +194,6 @@ def _ready(pending: list[str], outcome: dict, names: list[str]) -> list[str]:
     return [n for n in pending if all(outcome.get(d, "") is None for d in NEEDS.get(n, ()) if d in names)]
 
 
-MATHJAX = "mathjax@3.2.2"
-
-
-def vendor_mathjax() -> Path | None:
-    """MathJax 3 from the npm registry into ``_build/vendor/mathjax``, so the site typesets its math
-    offline too; None (the site then loads MathJax from its CDN) where npm is not available."""
-    target = build_dir() / "vendor" / "mathjax"
-    if (target / "tex-mml-chtml.js").is_file():
-        return target
-    npm = shutil.which("npm")
-    if npm is None:
-        print("npm not found: the site will load MathJax from its CDN (no math offline)")
-        return None
-    import tarfile
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([npm, "pack", MATHJAX, "--silent"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
-        with tarfile.open(next(Path(tmp).glob("mathjax-*.tgz"))) as tar:
-            keep = [m for m in tar.getmembers() if m.isfile() and (
-                m.name == "package/es5/tex-mml-chtml.js" or m.name.startswith("package/es5/output/chtml/fonts/woff-v2/"))]
-            for member in keep:
-                member.name = member.name.removeprefix("package/es5/")
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
-            tar.extractall(target, members=keep, **safe)
-    return target
-
-
-def stage_site() -> Path:
-    """``book/`` + the executed chapters + the top-level config and toc, in ``_build/site_src``."""
-    root = project_root()
-    stage = build_dir() / "site_src"
-    if stage.exists():
-        shutil.rmtree(stage)
-    shutil.copytree(book_dir(), stage, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
-    for chapter in chapters():
-        executed = build_dir() / "executed" / f"{chapter}.ipynb"
-        if not executed.is_file():
-            raise FileNotFoundError(f"{executed} does not exist: run `python -m aann.build execute` first")
-        (stage / f"{chapter}.md").unlink()
-        shutil.copy(executed, stage / f"{chapter}.ipynb")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(root / name, stage / name)
-    # the landing page's tables, generated from results/full/ (book/intro.md includes them)
-    from .summary import glance_markdown, runs_markdown
-
-    generated = stage / "_generated"
-    generated.mkdir()
-    (generated / "results_at_a_glance.md").write_text(glance_markdown())
-    (generated / "full_runs.md").write_text(runs_markdown())
-    from .bench_report import bench_markdown
-
-    (generated / "benchmarks.md").write_text(bench_markdown())
-    mathjax = vendor_mathjax()
-    if mathjax is not None:
-        import yaml
-
-        shutil.copytree(mathjax, stage / "_static" / "mathjax")
-        config = yaml.safe_load((stage / "_config.yml").read_text())
-        config.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = "mathjax/tex-mml-chtml.js"
-        (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return stage
-
-
-def build_site() -> Path:
-    """Render the staged book with Jupyter Book 1, warnings as errors; return ``_build/html``."""
-    stage = stage_site()
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", "--all", "-W", "-n", "--keep-going", str(stage)]
-    subprocess.run(cmd, check=True)
-    html = build_dir() / "html"
-    if html.exists():
-        shutil.rmtree(html)
-    shutil.move(str(stage / "_build" / "html"), html)
-    print(f"site: {html / 'index.html'}")
-    return html
-
-
 def _parse_parameter(text: str) -> tuple[str, object]:
     import ast
 
@@ -283,6 +207,8 @@ def _parse_parameter(text: str) -> tuple[str, object]:
 
 
 def main(argv=None) -> None:
+    from .site import EDITIONS, build_site, store_execution
+
     parser = argparse.ArgumentParser(prog="python -m aann.build")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("execute", help="run chapters with papermill")
@@ -292,13 +218,20 @@ def main(argv=None) -> None:
                     help="another notebook parameter; VALUE is a Python literal, e.g. -p levels=[90,95]")
     ex.add_argument("-j", "--jobs", type=int, default=1,
                     help="chapters side by side, each on cpu_count / jobs threads (default: 1)")
-    sub.add_parser("site", help="render _build/html from the executed chapters")
+    ex.add_argument("--store", action="store_true",
+                    help="keep each executed chapter (full profile only) in results/full/: the published edition")
+    st = sub.add_parser("site", help="render _build/html")
+    st.add_argument("--edition", choices=EDITIONS, default="executed",
+                    help="executed: the chapters in _build/executed (default); published: the stored "
+                         "full-profile executions in results/full/")
     sub.add_parser("list", help="list the chapters")
     args = parser.parse_args(argv)
     if args.command == "list":
         print("\n".join(chapters()))
     elif args.command == "execute":
         profile = args.profile or default_profile()
+        if args.store and profile != "full":
+            raise SystemExit(f"--store keeps full-profile executions only (the published edition); the profile is {profile}")
         extra = dict(_parse_parameter(p) for p in args.parameter)
         outcome = execute_all(args.chapters or chapters(), profile, args.jobs, parameters=extra)
         failed = {name: why for name, why in outcome.items() if why}
@@ -306,8 +239,11 @@ def main(argv=None) -> None:
             print(f"{name} failed: {why}", file=sys.stderr)
         if failed:
             raise SystemExit(f"{len(failed)} of {len(outcome)} chapters failed: {', '.join(failed)}")
+        if args.store:
+            for name in outcome:
+                print(f"{name}: stored in {store_execution(name).parent}")
     else:
-        build_site()
+        build_site(args.edition)
 
 
 if __name__ == "__main__":

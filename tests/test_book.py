@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aann import build
+from aann import build, site
 from aann.profiles import budgets
 from aann.results import read_results
 
@@ -162,7 +162,7 @@ class _Images(HTMLParser):
 
 @pytest.mark.site
 def test_site_builds_with_warnings_as_errors():
-    html = build.build_site()  # raises if jupyter-book exits non-zero (-W -n --keep-going)
+    html = site.build_site()  # raises if jupyter-book exits non-zero (-W -n --keep-going)
     for page in ["intro.html"] + [f"{c}.html" for c in build.chapters()]:
         assert (html / page).is_file(), page
 

@@ -72,3 +72,46 @@ def test_execute_all_rejects_bad_arguments(tiny_book):
         build.execute_all(["first"], "quick", jobs=0)
     with pytest.raises(ValueError, match="profile must be one of"):
         build.execute_all(["first"], "fast", jobs=1)
+
+
+STORED = """import json
+from aann.results import write_results
+write_results("stored", {"x": 1.0}, profile=profile, device="cpu", wall_time_s=1.0)
+"""
+
+
+@pytest.fixture
+def one_chapter_book(tmp_path, monkeypatch):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# A tiny book\n")
+    (tmp_path / "book" / "stored.md").write_text(HEADER.format(title="stored", code=STORED))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nparts:\n  - caption: All\n"
+                                       "    chapters:\n      - file: stored\n")
+    monkeypatch.setenv("AANN_ROOT", str(tmp_path))
+    monkeypatch.delenv("AANN_RESULTS", raising=False)
+    return tmp_path
+
+
+def test_only_a_full_profile_execution_is_published(one_chapter_book):
+    import json
+
+    import nbformat
+
+    from aann import site
+
+    with pytest.raises(FileNotFoundError, match=r"stored.ipynb does not exist: store one with .*--store"):
+        site.edition_notebook("stored", "published")
+    build.execute("stored", "quick")
+    with pytest.raises(ValueError, match="'quick' profile: only full-profile executions are published"):
+        site.store_execution("stored")
+    build.execute("stored", "full")
+    path = site.store_execution("stored")
+    assert path == one_chapter_book / "results" / "full" / "stored.ipynb" == site.edition_notebook("stored", "published")
+    meta = nbformat.read(path, as_version=4).metadata["aann"]
+    run = json.loads((one_chapter_book / "results" / "full" / "stored.json").read_text())
+    assert meta["profile"] == run["profile"] == "full" and meta["device"] == run["device"]
+    assert meta["commit"] == run["commit"] and meta["wall_time_s"] == 1.0
+    with pytest.raises(ValueError, match="edition must be one of"):
+        site.edition_notebook("stored", "draft")
+    with pytest.raises(SystemExit, match="--store keeps full-profile executions only"):
+        build.main(["execute", "stored", "--profile", "quick", "--store"])

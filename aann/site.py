@@ -1,0 +1,153 @@
+"""The site: the book staged with its notebooks and rendered by Jupyter Book 1, and the published
+edition it can be rendered from.
+
+Two **editions** of the chapters can be rendered:
+
+* ``executed``: the notebooks that ``python -m aann.build execute`` just produced
+  (``_build/executed/``), whatever the profile;
+* ``published``: the stored full-profile executions, ``results/full/<chapter>.ipynb``, each beside
+  the results file it wrote (``results/full/<chapter>.json``: metrics, device, date, commit, wall
+  time). ``python -m aann.build execute CHAPTER --profile full --store`` stores one; rendering them
+  executes nothing, so the site shows the papers' scale on any laptop.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .build import book_dir, chapters
+from .paths import build_dir, project_root, results_dir
+
+__all__ = ["EDITIONS", "published_dir", "edition_notebook", "store_execution", "MATHJAX", "vendor_mathjax",
+           "stage_site", "build_site"]
+
+EDITIONS = ("executed", "published")
+
+
+def published_dir() -> Path:
+    return project_root() / "results" / "full"
+
+
+def edition_notebook(chapter: str, edition: str) -> Path:
+    """The executed notebook of ``chapter`` in ``edition``; a missing one is an error that says how
+    to make it."""
+    if edition == "executed":
+        path = build_dir() / "executed" / f"{chapter}.ipynb"
+        how = f"run `python -m aann.build execute {chapter}` first"
+    elif edition == "published":
+        path = published_dir() / f"{chapter}.ipynb"
+        how = f"store one with `python -m aann.build execute {chapter} --profile full --store`"
+    else:
+        raise ValueError(f"edition must be one of {EDITIONS}, got {edition!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {how}")
+    return path
+
+
+def store_execution(chapter: str) -> Path:
+    """Keep the chapter's last execution as its published edition: ``_build/executed/<chapter>.ipynb``
+    and the results file it wrote (``_build/results/<chapter>.json``) copied to ``results/full/``,
+    the notebook's metadata given the run's provenance (``aann``: profile, device, date, commit,
+    wall time). Only a full-profile execution is stored, and only with the results file of the same
+    run (the notebook's provenance note must agree with it)."""
+    import nbformat
+
+    executed = edition_notebook(chapter, "executed")
+    results = results_dir() / f"{chapter}.json"
+    if not results.is_file():
+        raise FileNotFoundError(f"{results} does not exist: the execution of {chapter} wrote no results file")
+    run = json.loads(results.read_text())
+    if run.get("profile") != "full":
+        raise ValueError(f"{results} comes from the {run.get('profile')!r} profile: only full-profile "
+                         "executions are published")
+    nb = nbformat.read(executed, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    if not injected or "profile = \"full\"" not in injected[0].source:
+        raise ValueError(f"{executed} was not executed with profile = \"full\" (papermill's injected "
+                         "parameters say otherwise): it cannot be published")
+    nb.metadata["aann"] = {k: run.get(k) for k in ("profile", "device", "date", "commit", "wall_time_s")}
+    out = published_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out / f"{chapter}.ipynb")
+    shutil.copy(results, out / f"{chapter}.json")
+    return out / f"{chapter}.ipynb"
+
+
+MATHJAX = "mathjax@3.2.2"
+
+
+def vendor_mathjax() -> Path | None:
+    """MathJax 3 from the npm registry into ``_build/vendor/mathjax``, so the site typesets its math
+    offline too; None (the site then loads MathJax from its CDN) where npm is not available."""
+    target = build_dir() / "vendor" / "mathjax"
+    if (target / "tex-mml-chtml.js").is_file():
+        return target
+    npm = shutil.which("npm")
+    if npm is None:
+        print("npm not found: the site will load MathJax from its CDN (no math offline)")
+        return None
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([npm, "pack", MATHJAX, "--silent"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        with tarfile.open(next(Path(tmp).glob("mathjax-*.tgz"))) as tar:
+            keep = [m for m in tar.getmembers() if m.isfile() and (
+                m.name == "package/es5/tex-mml-chtml.js" or m.name.startswith("package/es5/output/chtml/fonts/woff-v2/"))]
+            for member in keep:
+                member.name = member.name.removeprefix("package/es5/")
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
+            tar.extractall(target, members=keep, **safe)
+    return target
+
+
+def stage_site(edition: str = "executed") -> Path:
+    """``book/`` + the chapters' notebooks of ``edition`` + the top-level config and toc, and the
+    pages generated from the results files, in ``_build/site_src``."""
+    root = project_root()
+    stage = build_dir() / "site_src"
+    if stage.exists():
+        shutil.rmtree(stage)
+    shutil.copytree(book_dir(), stage, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+    for chapter in chapters():
+        notebook = edition_notebook(chapter, edition)
+        (stage / f"{chapter}.md").unlink()
+        shutil.copy(notebook, stage / f"{chapter}.ipynb")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(root / name, stage / name)
+    # the landing page's tables, generated from results/full/ (book/intro.md includes them)
+    from .summary import glance_markdown, runs_markdown
+
+    generated = stage / "_generated"
+    generated.mkdir()
+    (generated / "results_at_a_glance.md").write_text(glance_markdown())
+    (generated / "full_runs.md").write_text(runs_markdown())
+    from .bench_report import bench_markdown
+
+    (generated / "benchmarks.md").write_text(bench_markdown())
+    mathjax = vendor_mathjax()
+    if mathjax is not None:
+        import yaml
+
+        shutil.copytree(mathjax, stage / "_static" / "mathjax")
+        config = yaml.safe_load((stage / "_config.yml").read_text())
+        config.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = "mathjax/tex-mml-chtml.js"
+        (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return stage
+
+
+def build_site(edition: str = "executed") -> Path:
+    """Render the staged book with Jupyter Book 1, warnings as errors; return ``_build/html``."""
+    stage = stage_site(edition)
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", "--all", "-W", "-n", "--keep-going", str(stage)]
+    subprocess.run(cmd, check=True)
+    html = build_dir() / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.move(str(stage / "_build" / "html"), html)
+    print(f"site: {html / 'index.html'}")
+    return html
