@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .paths import project_root
+from .paths import media_dir, project_root
 from .profiles import budgets
 from .results import device_description, read_results, source_commit, write_results
 from .runtime import check_profile, default_device
@@ -52,6 +52,18 @@ class Chapter:
                     "on a CPU): the numbers show the methods at work, not the papers' scale, and some "
                     "conclusions differ at full scale; the tables at the end compare with the papers.")
         return f"**This page was executed with the full profile** (the papers' scale) {made}."
+
+    def show_file(self, data: bytes, name: str, alt: str):
+        """Write ``data`` (an animation, say) to ``_build/media/<chapter>/<name>`` and return the HTML
+        that shows it on the page, loaded lazily from the site's ``_static/media/`` rather than
+        inlined into the notebook (an inlined animation weighs megabytes on every page load)."""
+        from IPython.display import HTML
+
+        path = media_dir() / self.name / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return HTML(f'<img src="_static/media/{self.name}/{name}" alt="{alt}" loading="lazy" '
+                    'style="image-rendering: pixelated; max-width: 100%">')
 
     def full_results(self) -> dict | None:
         """The committed full-profile results of this chapter (``results/full/<chapter>.json``: its

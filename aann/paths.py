@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_root", "build_dir", "results_dir", "cache_dir"]
+__all__ = ["project_root", "build_dir", "results_dir", "cache_dir", "media_dir"]
 
 
 def project_root() -> Path:
@@ -33,3 +33,9 @@ def cache_dir() -> Path:
     """Trained models, keyed by a hash of their configuration: ``$AANN_CACHE`` or ``_build/cache``."""
     env = os.environ.get("AANN_CACHE")
     return Path(env) if env else build_dir() / "cache"
+
+
+def media_dir() -> Path:
+    """Files a chapter's page shows by reference (animations): ``_build/media/<chapter>/``, copied
+    into the site's ``_static/media/`` when it is built."""
+    return build_dir() / "media"

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from .build import book_dir, chapters
-from .paths import build_dir, project_root, results_dir
+from .paths import build_dir, media_dir, project_root, results_dir
 
 __all__ = ["EDITIONS", "published_dir", "edition_notebook", "store_execution", "MATHJAX", "vendor_mathjax",
            "stage_site", "build_site"]
@@ -52,7 +52,8 @@ def store_execution(chapter: str) -> Path:
     """Keep the chapter's last execution as its published edition: ``_build/executed/<chapter>.ipynb``
     and the results file it wrote (``_build/results/<chapter>.json``) copied to ``results/full/``,
     the notebook's metadata given the run's provenance (``aann``: profile, device, date, commit,
-    wall time). Only a full-profile execution is stored, and only with the results file of the same
+    wall time), and the files its page shows (``_build/media/<chapter>/`` to
+    ``results/full/media/<chapter>/``). Only a full-profile execution is stored, and only with the results file of the same
     run (the notebook's provenance note must agree with it)."""
     import nbformat
 
@@ -74,6 +75,11 @@ def store_execution(chapter: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / f"{chapter}.ipynb")
     shutil.copy(results, out / f"{chapter}.json")
+    media = out / "media" / chapter
+    if media.exists():
+        shutil.rmtree(media)
+    if (media_dir() / chapter).is_dir():
+        shutil.copytree(media_dir() / chapter, media)
     return out / f"{chapter}.ipynb"
 
 
@@ -129,6 +135,11 @@ def stage_site(edition: str = "executed") -> Path:
     from .bench_report import bench_markdown
 
     (generated / "benchmarks.md").write_text(bench_markdown())
+    # files the pages show by reference (Chapter.show_file), served from _static/media/
+    media = media_dir() if edition == "executed" else published_dir() / "media"
+    for chapter in chapters():
+        if (media / chapter).is_dir():
+            shutil.copytree(media / chapter, stage / "_static" / "media" / chapter)
     mathjax = vendor_mathjax()
     if mathjax is not None:
         import yaml

@@ -203,6 +203,10 @@ def test_chapter_page_shows_its_figures(chapter):
         f = page.parent / src
         assert f.is_file() and f.stat().st_size > 5000, f"{chapter}: figure {src} missing or empty"
     assert "Traceback" not in text and not re.search(r"\bError\b</span>", text)
+    # animations are files the page loads lazily, never megabytes inlined into it
+    assert "data:image/gif;base64" not in text
+    for src in (s for s in parser.srcs if s.startswith("_static/media/")):
+        assert (page.parent / src).is_file(), f"{chapter}: {src} is not in the site"
     assert "paper vs. this book" in text.lower()
     # the provenance note under the title: profile, device, date, commit
     assert re.search(r"This page was executed with the (quick|full) profile</strong>.{0,80} on (cpu|cuda): .{0,300}"

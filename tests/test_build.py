@@ -74,9 +74,11 @@ def test_execute_all_rejects_bad_arguments(tiny_book):
         build.execute_all(["first"], "fast", jobs=1)
 
 
-STORED = """import json
+STORED = """import torch
+from aann.chapter import Chapter
 from aann.results import write_results
 write_results("stored", {"x": 1.0}, profile=profile, device="cpu", wall_time_s=1.0)
+Chapter("stored", profile, torch.device("cpu")).show_file(profile.encode(), "lap.gif", alt="a lap")
 """
 
 
@@ -111,6 +113,8 @@ def test_only_a_full_profile_execution_is_published(one_chapter_book):
     run = json.loads((one_chapter_book / "results" / "full" / "stored.json").read_text())
     assert meta["profile"] == run["profile"] == "full" and meta["device"] == run["device"]
     assert meta["commit"] == run["commit"] and meta["wall_time_s"] == 1.0
+    assert (one_chapter_book / "results" / "full" / "media" / "stored" / "lap.gif").read_text() == "full"
+    assert 'src="_static/media/stored/lap.gif"' in nbformat.read(path, as_version=4).cells[-1].outputs[0]["data"]["text/html"]
     with pytest.raises(ValueError, match="edition must be one of"):
         site.edition_notebook("stored", "draft")
     with pytest.raises(SystemExit, match="--store keeps full-profile executions only"):
