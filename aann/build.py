@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,7 +35,8 @@ from pathlib import Path
 from .paths import build_dir, project_root
 from .runtime import check_profile, default_profile
 
-__all__ = ["book_dir", "is_notebook", "NEEDS", "chapters", "execute", "execute_all", "main"]
+__all__ = ["book_dir", "is_notebook", "NEEDS", "chapters", "execute", "merge_injected_parameters", "execute_all",
+           "main"]
 
 
 def book_dir() -> Path:
@@ -100,8 +103,40 @@ def execute(chapter: str, profile: str, log_output: bool = False, parameters: di
         # the executed notebook must not depend on the caller's environment for its root
         request_save_on_cell_execute=False,
     )
+    merge_injected_parameters(executed)
     print(f"{chapter}: executed ({profile}) in {time.time() - start:.0f} s -> {executed}")
     return executed
+
+
+def _literal(value) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def merge_injected_parameters(path: Path) -> None:
+    """Show a chapter's parameters once, as they were for this run: papermill puts the parameters
+    it was given in a cell of its own after the ``parameters`` cell; their values are written into
+    the ``parameters`` cell instead (its comments kept; a parameter it lacks is added at its end)
+    and papermill's cell is removed. Papermill's record of them stays in the notebook's metadata."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    given = nb.metadata.get("papermill", {}).get("parameters", {})
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
+    injected = [i for i, t in enumerate(tags) if "injected-parameters" in t]
+    original = [i for i, t in enumerate(tags) if "parameters" in t]
+    if not injected or not original:
+        return
+    cell, lines, seen = nb.cells[original[0]], [], set()
+    for line in cell.source.splitlines():
+        m = re.match(r"^(\w+)\s*=\s*(.*?)(\s+#.*)?$", line)
+        if m and m.group(1) in given:
+            seen.add(m.group(1))
+            line = f"{m.group(1)} = {_literal(given[m.group(1)])}{m.group(3) or ''}"
+        lines.append(line)
+    lines += [f"{k} = {_literal(v)}  # given for this run" for k, v in given.items() if k not in seen]
+    cell.source = "\n".join(lines)
+    del nb.cells[injected[0]]
+    nbformat.write(nb, path)
 
 
 def execute_all(names: list[str], profile: str, jobs: int = 1, parameters: dict | None = None,

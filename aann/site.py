@@ -66,10 +66,10 @@ def store_execution(chapter: str) -> Path:
         raise ValueError(f"{results} comes from the {run.get('profile')!r} profile: only full-profile "
                          "executions are published")
     nb = nbformat.read(executed, as_version=4)
-    injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
-    if not injected or "profile = \"full\"" not in injected[0].source:
-        raise ValueError(f"{executed} was not executed with profile = \"full\" (papermill's injected "
-                         "parameters say otherwise): it cannot be published")
+    given = nb.metadata.get("papermill", {}).get("parameters", {})
+    if given.get("profile") != "full":
+        raise ValueError(f"{executed} was executed with profile = {given.get('profile')!r} (papermill's record), "
+                         "not 'full': it cannot be published")
     nb.metadata["aann"] = {k: run.get(k) for k in ("profile", "device", "date", "commit", "wall_time_s")}
     out = published_dir()
     out.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,30 @@ def test_only_a_full_profile_execution_is_published(one_chapter_book):
         site.edition_notebook("stored", "draft")
     with pytest.raises(SystemExit, match="--store keeps full-profile executions only"):
         build.main(["execute", "stored", "--profile", "quick", "--store"])
+
+
+def test_the_executed_chapter_shows_its_parameters_once_with_this_runs_values(one_chapter_book):
+    import nbformat
+
+    path = build.execute("stored", "full", parameters={"seed": 3})
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if c.get("metadata", {}).get("tags")]
+    assert [c.metadata.tags for c in tagged] == [["parameters"]]  # papermill's own cell is gone
+    assert tagged[0].source == 'profile = "full"\nseed = 3  # given for this run'
+    assert nb.metadata.papermill.parameters == {"profile": "full", "seed": 3}
+
+
+def test_merged_parameters_keep_their_comments(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {"parameters": {"profile": "full", "levels": [90, 95]}}})
+    nb.cells = [nbformat.v4.new_code_cell('profile = "quick"  # "quick": small; "full": the papers\' scale\n'
+                                          'levels = None  # sparsity levels in %\nseed = 0', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('# Parameters\nprofile = "full"\nlevels = [90, 95]\n',
+                                          metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(profile)")]
+    nbformat.write(nb, tmp_path / "c.ipynb")
+    build.merge_injected_parameters(tmp_path / "c.ipynb")
+    cells = nbformat.read(tmp_path / "c.ipynb", as_version=4).cells
+    assert [c.source for c in cells] == ['profile = "full"  # "quick": small; "full": the papers\' scale\n'
+                                         'levels = [90, 95]  # sparsity levels in %\nseed = 0', "print(profile)"]
