@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["neighbour_histograms", "embedding_3d", "TREATMENT_LABELS", "perturbation_curves",
-           "class_palette", "estimated_error_image", "error_map", "latent_scatter", "latent_trajectories",
+           "shared_legend", "class_palette", "estimated_error_image", "error_map", "latent_scatter", "latent_trajectories",
            "activation_space_row", "error_violins", "check_curve_plot", "search_curves", "neighbourhood_plot",
            "layer_steps_plot", "LAYER_COLOURS"]
 
@@ -46,7 +46,11 @@ def embedding_3d(embeddings: dict, method: str = "t-SNE", title: str = "{method}
         ax = fig.add_subplot(rows, cols, i + 1, projection="3d")
         ax.scatter(e[method][1:, 0], e[method][1:, 1], e["acc"][1:], c=e["acc"][1:], cmap="viridis", s=6)
         ax.scatter(*e[method][0], e["acc"][0], color="blue", s=80, depthshade=False)
-        ax.set(title=title.format(method=method, layer=layer), zlabel="test accuracy (%)")
+        ax.set_title(title.format(method=method, layer=layer))
+        # the z label sits clear of the tick labels, and the box shrinks a little so nothing is clipped
+        ax.set_zlabel("test accuracy (%)", labelpad=10)
+        ax.tick_params(axis="both", labelsize=8, pad=1)
+        ax.set_box_aspect(None, zoom=0.85)
         if elev is not None or azim is not None:
             ax.view_init(elev=elev, azim=azim)
     fig.tight_layout()
@@ -70,10 +74,21 @@ def perturbation_curves(table, treatment: str, metrics=("top1",), title: str = "
         sns.lineplot(sub, x="amount", y=metric, hue="layer", errorbar="sd", marker="o", markersize=4,
                      palette="viridis", ax=ax, err_style="bars")
         ax.set(xlabel=TREATMENT_LABELS[treatment], ylabel=f"{metric.replace('top', 'top-')} accuracy", ylim=(0, 1))
-        ax.legend(fontsize=7, ncol=2, title=None)
     fig.suptitle(title)
-    fig.tight_layout()
+    shared_legend(fig, axes[0])
     return fig
+
+
+def shared_legend(fig, axes, max_columns: int = 6):
+    """One legend for panels that share their lines, below them (in rows of at most ``max_columns``
+    entries) instead of one per panel: a deep network's 16 layers no longer cover the curves."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    return fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.02),
+                      ncol=min(max_columns, len(labels)), fontsize=8, frameon=False)
 
 
 # --- self-introspection: activation-space maps (Pardo et al., Figs. 2, 5, 6) ---
