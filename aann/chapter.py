@@ -27,6 +27,7 @@ class Chapter:
     profile: str
     device: torch.device
     started: float = field(default_factory=time.time)
+    glued: dict = field(default_factory=dict)
 
     @property
     def quick(self) -> bool:
@@ -65,6 +66,19 @@ class Chapter:
         return HTML(f'<img src="_static/media/{self.name}/{name}" alt="{alt}" loading="lazy" '
                     'style="image-rendering: pixelated; max-width: 100%">')
 
+    def glue(self, **values) -> None:
+        """Glue each value (a string of Markdown: a formatted number, a clause) under its name, so
+        the chapter's static prose shows it with ``{glue:md}`name```. The values are also kept in
+        ``self.glued``, for a reader running the notebook without myst-nb."""
+        self.glued.update({k: str(v) for k, v in values.items()})
+        try:
+            from IPython.display import Markdown
+            from myst_nb import glue
+        except ImportError:  # only the rendered page shows glued values, and rendering needs myst-nb
+            return
+        for name, value in values.items():
+            glue(name, Markdown(str(value)), display=False)
+
     def full_results(self) -> dict | None:
         """The committed full-profile results of this chapter (``results/full/<chapter>.json``: its
         metrics, profile, device, versions and wall time), or None where none is committed."""
@@ -80,10 +94,5 @@ def start_chapter(name: str, profile: str, device=None) -> Chapter:
     check_profile(profile)
     sns.set_theme(style="whitegrid", context="notebook")
     chapter = Chapter(name, profile, torch.device(device) if device is not None else default_device())
-    try:  # the page shows the note under its title ({glue:md} provenance); a plain Python run has no glue
-        from IPython.display import Markdown
-        from myst_nb import glue
-    except ImportError:
-        return chapter
-    glue("provenance", Markdown(chapter.provenance()), display=False)
+    chapter.glue(provenance=chapter.provenance())  # the page shows it under its title
     return chapter
