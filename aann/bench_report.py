@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def _summary(program: Path) -> str:
 
 def _number(v: float) -> str:
     """Four significant digits, thousands separated, no exponent below a billion."""
+    if not math.isfinite(v):
+        return str(v)
     if v == int(v) and abs(v) < 1e9:
         return f"{int(v):,}"
     if abs(v) >= 1000:
@@ -62,8 +65,7 @@ def bench_markdown(folder: Path | None = None) -> str:
     if not files:
         raise FileNotFoundError(f"{folder} holds no benchmark results (*.json)")
     out, seen = [], set()
-    for f in files:
-        program = bench_program(f)
+    for program, f in sorted((bench_program(f), f) for f in files):  # each program's files together
         if program not in seen:
             seen.add(program)
             out.append(f"## `benchmarks/{program.name}`\n\n{_summary(program)}\n")

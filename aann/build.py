@@ -112,6 +112,22 @@ def _literal(value) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
+def _comment(line: str) -> str:
+    """The line's trailing comment with the spaces before it ("" if none); a "#" inside a string
+    is not a comment."""
+    import io
+    import tokenize
+
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            if tok.type == tokenize.COMMENT:
+                code = line[: tok.start[1]]
+                return line[len(code.rstrip()):]
+    except tokenize.TokenError:  # a line that does not tokenize alone (an open bracket): no comment kept
+        return ""
+    return ""
+
+
 def merge_injected_parameters(path: Path) -> None:
     """Show a chapter's parameters once, as they were for this run: papermill puts the parameters
     it was given in a cell of its own after the ``parameters`` cell; their values are written into
@@ -128,10 +144,10 @@ def merge_injected_parameters(path: Path) -> None:
         return
     cell, lines, seen = nb.cells[original[0]], [], set()
     for line in cell.source.splitlines():
-        m = re.match(r"^(\w+)\s*=\s*(.*?)(\s+#.*)?$", line)
+        m = re.match(r"^(\w+)\s*=", line)
         if m and m.group(1) in given:
             seen.add(m.group(1))
-            line = f"{m.group(1)} = {_literal(given[m.group(1)])}{m.group(3) or ''}"
+            line = f"{m.group(1)} = {_literal(given[m.group(1)])}{_comment(line)}"
         lines.append(line)
     lines += [f"{k} = {_literal(v)}  # given for this run" for k, v in given.items() if k not in seen]
     cell.source = "\n".join(lines)

@@ -235,7 +235,7 @@ class Episode:
 
     @property
     def lap_finished(self) -> bool:
-        """Every tile (95 %, gymnasium's own criterion) visited before the time limit."""
+        """At least 95 % of the tiles visited (gymnasium's lap criterion) before the time limit."""
         return self.tiles_visited >= 0.95 and self.steps < MAX_STEPS
 
 

@@ -4,6 +4,7 @@ read the committed full-profile one, to compare)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,5 +95,6 @@ def start_chapter(name: str, profile: str, device=None) -> Chapter:
     check_profile(profile)
     sns.set_theme(style="whitegrid", context="notebook")
     chapter = Chapter(name, profile, torch.device(device) if device is not None else default_device())
+    shutil.rmtree(media_dir() / name, ignore_errors=True)  # what an earlier execution showed is not this one's
     chapter.glue(provenance=chapter.provenance())  # the page shows it under its title
     return chapter

@@ -76,6 +76,8 @@ def write_results(chapter: str, metrics: dict, profile: str, device, wall_time_s
     for key, value in metrics.items():
         if not isinstance(key, str) or not key:
             raise ValueError(f"metric keys must be non-empty strings, got {key!r}")
+        if value is None:
+            raise ValueError(f"metric {key!r} is None: every metric must be a finite number")
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"metric {key!r} is {value}, not a finite number")

@@ -13,6 +13,7 @@ Two **editions** of the chapters can be rendered:
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import subprocess
@@ -53,8 +54,10 @@ def store_execution(chapter: str) -> Path:
     and the results file it wrote (``_build/results/<chapter>.json``) copied to ``results/full/``,
     the notebook's metadata given the run's provenance (``aann``: profile, device, date, commit,
     wall time), and the files its page shows (``_build/media/<chapter>/`` to
-    ``results/full/media/<chapter>/``). Only a full-profile execution is stored, and only with the results file of the same
-    run (the notebook's provenance note must agree with it)."""
+    ``results/full/media/<chapter>/``). Only an execution of the chapter as it stands is
+    published: the full profile and no other parameter changed, and the results file written
+    during that execution (its time between the notebook's start and end, as papermill recorded
+    them)."""
     import nbformat
 
     executed = edition_notebook(chapter, "executed")
@@ -66,10 +69,16 @@ def store_execution(chapter: str) -> Path:
         raise ValueError(f"{results} comes from the {run.get('profile')!r} profile: only full-profile "
                          "executions are published")
     nb = nbformat.read(executed, as_version=4)
-    given = nb.metadata.get("papermill", {}).get("parameters", {})
-    if given.get("profile") != "full":
-        raise ValueError(f"{executed} was executed with profile = {given.get('profile')!r} (papermill's record), "
-                         "not 'full': it cannot be published")
+    record = nb.metadata.get("papermill", {})
+    given = record.get("parameters", {})
+    if given != {"profile": "full"}:
+        raise ValueError(f"{executed} was executed with the parameters {given} (papermill's record): only the "
+                         "chapter as it stands, with profile = 'full' and nothing else changed, is published")
+    written = datetime.datetime.fromtimestamp(results.stat().st_mtime, datetime.timezone.utc)
+    start, end = (datetime.datetime.fromisoformat(record.get(k) or "") for k in ("start_time", "end_time"))
+    if not start <= written <= end + datetime.timedelta(minutes=1):
+        raise ValueError(f"{results} was written at {written:%Y-%m-%d %H:%M:%S} UTC, outside the execution of "
+                         f"{executed} ({start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC): they are not one run")
     nb.metadata["aann"] = {k: run.get(k) for k in ("profile", "device", "date", "commit", "wall_time_s")}
     out = published_dir()
     out.mkdir(parents=True, exist_ok=True)

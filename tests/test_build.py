@@ -117,6 +117,9 @@ def test_only_a_full_profile_execution_is_published(one_chapter_book):
     assert 'src="_static/media/stored/lap.gif"' in nbformat.read(path, as_version=4).cells[-1].outputs[0]["data"]["text/html"]
     with pytest.raises(ValueError, match="edition must be one of"):
         site.edition_notebook("stored", "draft")
+    build.execute("stored", "full", parameters={"seed": 3})
+    with pytest.raises(ValueError, match=r"parameters \{'profile': 'full', 'seed': 3\}.*nothing else changed"):
+        site.store_execution("stored")
     with pytest.raises(SystemExit, match="--store keeps full-profile executions only"):
         build.main(["execute", "stored", "--profile", "quick", "--store"])
 
@@ -135,9 +138,11 @@ def test_the_executed_chapter_shows_its_parameters_once_with_this_runs_values(on
 def test_merged_parameters_keep_their_comments(tmp_path):
     import nbformat
 
-    nb = nbformat.v4.new_notebook(metadata={"papermill": {"parameters": {"profile": "full", "levels": [90, 95]}}})
+    given = {"profile": "full", "levels": [90, 95], "title": "run #2"}
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {"parameters": given}})
     nb.cells = [nbformat.v4.new_code_cell('profile = "quick"  # "quick": small; "full": the papers\' scale\n'
-                                          'levels = None  # sparsity levels in %\nseed = 0', metadata={"tags": ["parameters"]}),
+                                          'levels = None  # sparsity levels in %\nseed = 0\ntitle = "a #1"',
+                                          metadata={"tags": ["parameters"]}),
                 nbformat.v4.new_code_cell('# Parameters\nprofile = "full"\nlevels = [90, 95]\n',
                                           metadata={"tags": ["injected-parameters"]}),
                 nbformat.v4.new_code_cell("print(profile)")]
@@ -145,4 +150,5 @@ def test_merged_parameters_keep_their_comments(tmp_path):
     build.merge_injected_parameters(tmp_path / "c.ipynb")
     cells = nbformat.read(tmp_path / "c.ipynb", as_version=4).cells
     assert [c.source for c in cells] == ['profile = "full"  # "quick": small; "full": the papers\' scale\n'
-                                         'levels = [90, 95]  # sparsity levels in %\nseed = 0', "print(profile)"]
+                                         'levels = [90, 95]  # sparsity levels in %\nseed = 0\ntitle = "run #2"',
+                                         "print(profile)"]

@@ -59,3 +59,12 @@ def test_under_puts_every_key_under_a_prefix():
     assert under("random80/mnist", {"val_acc": 0.5, "evaluations": 7}) == {"random80/mnist/val_acc": 0.5,
                                                                          "random80/mnist/evaluations": 7}
     assert under("x", {}) == {}
+
+
+@pytest.mark.parametrize("metrics, message", [({"a": None}, "metric 'a' is None"),
+                                              ({"a": float("nan")}, "metric 'a' is nan, not a finite number"),
+                                              ({"": 1.0}, "metric keys must be non-empty strings")])
+def test_a_metric_that_is_not_a_finite_number_is_named(tmp_path, metrics, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        write_results("demo", metrics, profile="quick", device="cpu", out_dir=tmp_path)
+    assert not (tmp_path / "demo.json").exists()
