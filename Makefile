@@ -85,7 +85,7 @@ bench: data
 	$(PY) benchmarks/bench_pooling.py
 	$(PY) benchmarks/bench_eval_batch.py
 
-# Wheels for a lent GPU machine (Python 3.12, x86-64) that has its own torch, numpy and scientific
+# Wheels for a GPU machine (Python 3.12, x86-64) that has its own torch, numpy and scientific
 # stack but none of the notebook runners and no Box2D: the versions installed here and their needs,
 # into .whl/ (ignored, ~35 MB). Carry .whl there and start the command with
 #   python3 -m pip install -q --no-index --no-deps --target "$HOME/site" .whl/*.whl && export PYTHONPATH="$HOME/site"

@@ -204,7 +204,7 @@ def execute_all(names: list[str], profile: str, jobs: int = 1, parameters: dict 
                 pending.remove(name)
                 cmd = [sys.executable, "-m", "aann.build", "execute", name, "--profile", profile, "--jobs", "1", *extra]
                 log = open(logs / f"{name}.log", "w")
-                # a session of its own, so that an interrupt can stop the chapter's kernel with it
+                # its own process group, so that an interrupt can stop the chapter's kernel with it
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=project_root(),
                                         start_new_session=True)
                 running[name] = (proc, log, time.time())
