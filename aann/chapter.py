@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .paths import media_dir, project_root
+from .paths import full_results_dir, media_dir
 from .profiles import budgets
 from .results import device_description, read_results, source_commit, write_results
 from .runtime import check_profile, default_device
@@ -83,7 +83,7 @@ class Chapter:
     def full_results(self) -> dict | None:
         """The committed full-profile results of this chapter (``results/full/<chapter>.json``: its
         metrics, profile, device, versions and wall time), or None where none is committed."""
-        folder = project_root() / "results" / "full"
+        folder = full_results_dir()
         return read_results(self.name, folder) if (folder / f"{self.name}.json").is_file() else None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_root", "build_dir", "results_dir", "cache_dir", "media_dir"]
+__all__ = ["project_root", "build_dir", "results_dir", "full_results_dir", "cache_dir", "media_dir"]
 
 
 def project_root() -> Path:
@@ -27,6 +27,12 @@ def results_dir() -> Path:
     """Where chapters write ``<chapter>.json``: ``$AANN_RESULTS`` or ``_build/results``."""
     env = os.environ.get("AANN_RESULTS")
     return Path(env) if env else build_dir() / "results"
+
+
+def full_results_dir() -> Path:
+    """The committed full-profile runs (the published edition): ``results/full/`` of the repository,
+    each chapter's results file, its executed notebook and the media its page shows."""
+    return project_root() / "results" / "full"
 
 
 def cache_dir() -> Path:

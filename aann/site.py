@@ -21,16 +21,12 @@ import sys
 from pathlib import Path
 
 from .build import book_dir, chapters
-from .paths import build_dir, media_dir, project_root, results_dir
+from .paths import build_dir, full_results_dir, media_dir, project_root, results_dir
 
-__all__ = ["EDITIONS", "published_dir", "edition_notebook", "store_execution", "MATHJAX", "vendor_mathjax",
+__all__ = ["EDITIONS", "edition_notebook", "store_execution", "MATHJAX", "vendor_mathjax",
            "stage_site", "build_site"]
 
 EDITIONS = ("executed", "published")
-
-
-def published_dir() -> Path:
-    return project_root() / "results" / "full"
 
 
 def edition_notebook(chapter: str, edition: str) -> Path:
@@ -40,7 +36,7 @@ def edition_notebook(chapter: str, edition: str) -> Path:
         path = build_dir() / "executed" / f"{chapter}.ipynb"
         how = f"run `python -m aann.build execute {chapter}` first"
     elif edition == "published":
-        path = published_dir() / f"{chapter}.ipynb"
+        path = full_results_dir() / f"{chapter}.ipynb"
         how = f"store one with `python -m aann.build execute {chapter} --profile full --store`"
     else:
         raise ValueError(f"edition must be one of {EDITIONS}, got {edition!r}")
@@ -80,7 +76,7 @@ def store_execution(chapter: str) -> Path:
         raise ValueError(f"{results} was written at {written:%Y-%m-%d %H:%M:%S} UTC, outside the execution of "
                          f"{executed} ({start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC): they are not one run")
     nb.metadata["aann"] = {k: run.get(k) for k in ("profile", "device", "date", "commit", "wall_time_s")}
-    out = published_dir()
+    out = full_results_dir()
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / f"{chapter}.ipynb")
     shutil.copy(results, out / f"{chapter}.json")
@@ -145,7 +141,7 @@ def stage_site(edition: str = "executed") -> Path:
 
     (generated / "benchmarks.md").write_text(bench_markdown())
     # files the pages show by reference (Chapter.show_file), served from _static/media/
-    media = media_dir() if edition == "executed" else published_dir() / "media"
+    media = media_dir() if edition == "executed" else full_results_dir() / "media"
     for chapter in chapters():
         if (media / chapter).is_dir():
             shutil.copytree(media / chapter, stage / "_static" / "media" / chapter)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .paths import project_root
+from .paths import full_results_dir
 from .results import read_results
 
 __all__ = ["VERDICTS", "Claim", "CLAIMS", "verdict", "glance_rows", "glance_markdown", "runs_markdown"]
@@ -128,7 +128,7 @@ def glance_rows(folder: Path | None = None) -> list[dict]:
     """One row per claim: chapter, section, claim, the paper's number, this book's and the verdict.
     A chapter without a committed full-profile file, or a file without a claim's metric, is an
     error that names them (the landing page must not go silent about a claim)."""
-    folder = Path(folder) if folder else project_root() / "results" / "full"
+    folder = Path(folder) if folder else full_results_dir()
     results, rows = {}, []
     for c in CLAIMS:
         if c.chapter not in results:
@@ -162,7 +162,7 @@ def runs_markdown(folder: Path | None = None) -> str:
     lacks a field; a chapter without a file is an error that names it)."""
     from .build import chapters
 
-    folder = Path(folder) if folder else project_root() / "results" / "full"
+    folder = Path(folder) if folder else full_results_dir()
     lines = ["| chapter | device | date | commit | wall time |", "| --- | --- | --- | --- | --- |"]
     for name in chapters():
         run = _full_run(name, folder)

@@ -5,10 +5,10 @@ import shutil
 import pytest
 
 from aann.build import book_dir
-from aann.paths import project_root
+from aann.paths import full_results_dir
 from aann.summary import CLAIMS, Claim, glance_markdown, glance_rows, runs_markdown, verdict
 
-FULL = project_root() / "results" / "full"
+FULL = full_results_dir()
 
 
 def test_verdict_rules():
