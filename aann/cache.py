@@ -23,7 +23,7 @@ from . import store
 from .paths import cache_dir
 
 __all__ = ["CACHE_VERSION", "config_key", "cache_path", "DamagedCacheEntryWarning", "load", "save",
-           "state_fingerprint", "tensor_fingerprint"]
+           "partial_path", "save_partial", "load_partial", "drop_partial", "state_fingerprint", "tensor_fingerprint"]
 
 # Bump whenever training code changes what it produces, even by rounding: the key hashes the
 # configuration, not the code. 2: the initial ternary scale is summed per output channel (7161650),
@@ -106,6 +106,48 @@ def memoized(config: dict, compute: Callable[[], tuple[dict, dict]], read: bool 
     if write:
         save(config, state, meta)
     return state, meta
+
+
+def partial_path(config: dict) -> Path:
+    """Where an unfinished training of ``config`` keeps its last finished epoch."""
+    return cache_dir() / f"{config_key(config)}.partial.pt"
+
+
+def save_partial(config: dict, state: dict) -> Path:
+    """Save the state of an unfinished training (tensors, numbers, lists, dicts), atomically, so
+    that a stopped run resumes from its last finished epoch instead of from the start."""
+    path = partial_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config_json": json.dumps(config, sort_keys=True, default=str), "cache_version": CACHE_VERSION,
+                "state": state}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_partial(config: dict) -> dict | None:
+    """The state :func:`save_partial` left for ``config``, or None; one that cannot be used is
+    named in a :class:`DamagedCacheEntryWarning` and the training starts from the beginning."""
+    path = partial_path(config)
+    if not path.is_file():
+        return None
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+        if entry.get("cache_version") != CACHE_VERSION:
+            problem = f"written by cache version {entry.get('cache_version')}, this is version {CACHE_VERSION}"
+        elif entry.get("config_json") != json.dumps(config, sort_keys=True, default=str):
+            problem = "it holds another configuration than the one it is named for"
+        else:
+            return entry["state"]
+    except Exception as err:
+        problem = f"{type(err).__name__}: {err}".splitlines()[0]
+    warnings.warn(f"unfinished training {path} cannot be resumed ({problem}); training from the start",
+                  DamagedCacheEntryWarning, stacklevel=2)
+    return None
+
+
+def drop_partial(config: dict) -> None:
+    partial_path(config).unlink(missing_ok=True)
 
 
 def state_fingerprint(model: torch.nn.Module) -> str:

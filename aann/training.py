@@ -212,6 +212,10 @@ def train_classifier(data: dict[str, Split], config: TrainConfig, seed: int = 0,
 
     ``on_epoch(epoch, model)`` is called before training (epoch 0) and after each epoch; because it
     must see the training happen, a cached model is then not loaded (the new one is still saved).
+
+    A stopped training resumes: after each epoch the model, optimizer, scheduler, history and random
+    state are saved beside the cache entry (``cache.partial_path``), and the next call with the
+    same configuration goes on from there, on the same trajectory as an uninterrupted run.
     """
     from .models import get_model
 
@@ -219,15 +223,20 @@ def train_classifier(data: dict[str, Split], config: TrainConfig, seed: int = 0,
     key = training_key(data, config, seed)
     seed_everything(seed)
     model = get_model(config.model, **config.model_kwargs).to(device)
-    state, meta = cache.memoized(key, lambda: _train(model, data, config, seed, progress, on_epoch),
-                                 read=use_cache and on_epoch is None, write=use_cache)
+    resume = use_cache and on_epoch is None
+    state, meta = cache.memoized(key, lambda: _train(model, data, config, seed, progress, on_epoch,
+                                                     key if resume else None),
+                                 read=resume, write=use_cache)
+    if resume:
+        cache.drop_partial(key)  # only now: the finished entry is saved
     model.load_state_dict(state)
     return model.eval(), meta
 
 
 def _train(model: nn.Module, data: dict[str, Split], config: TrainConfig, seed: int, progress: bool,
-           on_epoch: Callable[[int, nn.Module], None] | None) -> tuple[dict, dict]:
-    """``train_classifier``'s training, in place: returns the trained state and its metadata."""
+           on_epoch: Callable[[int, nn.Module], None] | None, resume_key: dict | None = None) -> tuple[dict, dict]:
+    """``train_classifier``'s training, in place: returns the trained state and its metadata.
+    With ``resume_key``, each finished epoch is saved under it and a saved one is continued."""
     train, val = data["train"], data["val"]
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                             fused=next(model.parameters()).is_cuda)  # one update kernel on a GPU
@@ -236,13 +245,42 @@ def _train(model: nn.Module, data: dict[str, Split], config: TrainConfig, seed: 
     history = {"val_acc": []}
     bar = tqdm(total=config.epochs * len(train), desc=f"train {config.model} seed {seed}", unit="img",
                unit_scale=True, disable=not progress, mininterval=5)
+    first = 0
+    saved = cache.load_partial(resume_key) if resume_key is not None else None
+    if saved is not None:
+        first = _restore(saved, model, opt, sched)
+        history = saved["history"]
+        bar.update(first * len(train))
     if on_epoch is not None:
         on_epoch(0, model.eval())
-    for e in range(config.epochs):
+    for e in range(first, config.epochs):
         train_epoch(model, train, opt, config.batch_size, seed * 1000 + e, sched, bar, augment, loss_fn)
         history["val_acc"].append(accuracy(model, val))
         if on_epoch is not None:
             on_epoch(e + 1, model.eval())
+        if resume_key is not None and e + 1 < config.epochs:
+            cache.save_partial(resume_key, _snapshot(e + 1, model, opt, sched, history))
     bar.close()
     meta = {"val_acc": history["val_acc"][-1] if history["val_acc"] else accuracy(model, val), "history": history}
     return model.state_dict(), meta
+
+
+def _snapshot(epoch: int, model: nn.Module, opt, sched, history: dict) -> dict:
+    """Everything a resumed training needs to go on as if it had never stopped. The batch order and
+    augmentation are seeded per epoch; the global random state covers the rest (dropout)."""
+    cuda = next(model.parameters()).is_cuda
+    return {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else None, "history": history,
+            "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state() if cuda else None}
+
+
+def _restore(saved: dict, model: nn.Module, opt, sched) -> int:
+    """Load a ``_snapshot`` into the training's objects; returns the epoch to start from."""
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"])
+    if saved["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(saved["cuda_rng"])
+    return saved["epoch"]

@@ -95,3 +95,45 @@ def test_memoized_computes_once_and_obeys_read_and_write():
     assert len(calls) == 2 and fresh[1] == {"n": 2} and cache.load(CONFIG)[1] == {"n": 2}
     cache.memoized(CONFIG, compute, read=False, write=False)  # recomputed, not written
     assert len(calls) == 3 and cache.load(CONFIG)[1] == {"n": 2}
+
+
+def test_a_stopped_training_resumes_from_its_last_epoch_on_the_same_trajectory(tiny_mnist_like, monkeypatch):
+    """Same machine, same operations in the same order: the resumed model equals the uninterrupted
+    one bit for bit, and only the epochs after the stop are trained again."""
+    from aann import training
+
+    config = TrainConfig(model="mnist_net", epochs=3, batch_size=128, schedule="triangular", cycle_epochs=1)
+    whole, whole_meta = train_classifier(tiny_mnist_like, config, seed=0, progress=False, use_cache=False)
+
+    key = training_key(tiny_mnist_like, config, 0)
+    real_epoch, epochs_run = training.train_epoch, []
+
+    def stop_in_third(*args, **kwargs):
+        epochs_run.append(args[4])  # the epoch's seed: seed * 1000 + epoch
+        if len(epochs_run) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", stop_in_third)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny_mnist_like, config, seed=0, progress=False)
+    assert cache.load(key) is None and cache.partial_path(key).is_file()
+
+    epochs_run.clear()
+    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: (epochs_run.append(a[4]), real_epoch(*a, **k))[1])
+    resumed, meta = train_classifier(tiny_mnist_like, config, seed=0, progress=False)
+    assert epochs_run == [2]  # epochs 0 and 1 were not trained again
+    assert meta == whole_meta
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+    assert not cache.partial_path(key).exists() and cache.load(key) is not None
+
+
+def test_an_unreadable_partial_training_is_named_and_training_starts_over(tiny_mnist_like):
+    config = TrainConfig(model="mnist_net", epochs=1, batch_size=128)
+    key = training_key(tiny_mnist_like, config, 0)
+    path = cache.partial_path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a torch archive")
+    with pytest.warns(DamagedCacheEntryWarning, match=re.escape(str(path))):
+        train_classifier(tiny_mnist_like, config, seed=0, progress=False)
+    assert not path.exists()
