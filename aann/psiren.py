@@ -169,15 +169,41 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
             cache.save(key(p), model.state_dict(), {"val_acc": val_acc, "history": hist})
         results[p] = PSirenResult(p, model, val_acc, hist)
 
+    # The trunk is saved after every epoch (once the levels it passed are forked), so a stopped
+    # sweep goes on from its last epoch; a saved trunk past a level still to fork cannot serve.
+    trunk_key = {**base_key, "trunk_of": rate_levels, "n2": config.n2}
+
+    def fork_at(p: float) -> int:  # trunk epochs done when level p forks
+        return config.n1 if p == 0 else config.n1 + next(k for k, s in enumerate(schedule, 1) if p in s)
+
+    def snapshot(done: int, sparsity: float) -> None:
+        if use_cache:
+            cache.save_partial(trunk_key, {"done": done, "sparsity": sparsity, "model": trunk.state_dict(),
+                                           "optimizer": opt.state_dict(), "history": history,
+                                           "rng": torch.get_rng_state()})
+
     trunk = build()
     opt = torch.optim.Adam(trainable_parameters(trunk), lr=config.lr)
-    for e in range(config.n1):  # step 1: dense
+    done, sparsity = 0, 0.0
+    saved = cache.load_partial(trunk_key) if use_cache else None
+    if saved is not None and all(fork_at(p) > saved["done"] for p in todo):
+        trunk.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        history, done, sparsity = saved["history"], saved["done"], saved["sparsity"]
+        bar.update(done)
+    for e in range(done, config.n1):  # step 1: dense
         train_epoch(trunk, train, opt, config.batch_size, derived_seed(seed, "step1", e), augment=augment)
         log(history, 1, trunk, 0.0)
-    if 0.0 in todo:
-        fork(trunk, 0.0)
-    sparsity = 0.0
+        if e + 1 < config.n1:
+            snapshot(e + 1, 0.0)
+    if done <= config.n1:
+        if 0.0 in todo:
+            fork(trunk, 0.0)
+        snapshot(config.n1, 0.0)
     for k, stops in enumerate(schedule[:last_epoch], 1):  # step 2: gradual pruning
+        if config.n1 + k <= done:
+            continue
         train_epoch(trunk, train, opt, config.batch_size, derived_seed(seed, "step2", k), augment=augment)
         log(history, 2, trunk, sparsity)  # the epoch trained at the previous epoch's sparsity
         for p in stops:  # then the end-of-epoch mask, forking each requested level passed
@@ -185,6 +211,9 @@ def p_siren(data: dict[str, Split], levels, seed: int = 0, config: PSirenConfig 
             if p in todo:
                 fork(trunk, p)
         sparsity = stops[-1]
+        snapshot(config.n1 + k, sparsity)
+    if use_cache:
+        cache.drop_partial(trunk_key)
     bar.close()
     return dict(sorted(results.items()))
 

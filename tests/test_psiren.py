@@ -162,3 +162,33 @@ def test_batch_norm_nets_keep_the_scale_set_at_ternarization(tiny_mnist_like, mo
     folded = fold_batch_norm(net)
     check_sparse_ternary(folded, 80)
     assert torch.equal(logits(folded, tiny_mnist_like["test"]).argmax(1), logits(net, tiny_mnist_like["test"]).argmax(1))
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 5])  # in step 1; after the fork at 0 %; in step 2
+def test_a_stopped_sweep_resumes_from_its_last_trunk_epoch(tiny_mnist_like, monkeypatch, stop_after):
+    """Same machine, same operations: the resumed sweep's networks equal an uninterrupted sweep's
+    bit for bit, and no trunk epoch is trained twice."""
+    levels = [0, 30, 60, 90]
+    whole = p_siren(tiny_mnist_like, levels, seed=2, config=CFG, use_cache=False, progress=False)
+
+    import aann.psiren as psiren
+
+    real_epoch, trunk_epochs = psiren.train_epoch, []
+
+    def counting(*args, stop=None, **kwargs):  # trunk epochs are the ones called without a scheduler
+        if len(args) < 6 and "scheduler" not in kwargs:
+            trunk_epochs.append(args[4])
+            if stop is not None and len(trunk_epochs) > stop:
+                raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(psiren, "train_epoch", lambda *a, **k: counting(*a, stop=stop_after, **k))
+    with pytest.raises(KeyboardInterrupt):
+        p_siren(tiny_mnist_like, levels, seed=2, config=CFG, progress=False)
+    first_seeds = list(trunk_epochs)
+    monkeypatch.setattr(psiren, "train_epoch", counting)
+    resumed = p_siren(tiny_mnist_like, levels, seed=2, config=CFG, progress=False)
+    assert len(trunk_epochs) == CFG.n1 + CFG.n2 + 1  # the stopped epoch is the only one run twice
+    assert not set(trunk_epochs[len(first_seeds):]) & set(first_seeds[:-1])
+    for p in levels:
+        assert _same(whole[p].model, resumed[p].model) and whole[p].history == resumed[p].history
