@@ -2,6 +2,7 @@
 
     python -m aann.build execute [--profile quick|full] [--jobs N] [--store] [chapter ...]
     python -m aann.build site [--edition executed|published]
+    python -m aann.build verify [--no-execute] chapter ...
 
 A chapter is a MyST-markdown notebook in ``book/`` (a ``.md`` with a ``kernelspec`` header).
 ``execute`` converts it with jupytext to ``_build/notebooks/<chapter>.ipynb``, runs it with
@@ -36,7 +37,7 @@ from .paths import build_dir, project_root
 from .runtime import check_profile, default_profile
 
 __all__ = ["book_dir", "is_notebook", "NEEDS", "chapters", "execute", "merge_injected_parameters", "execute_all",
-           "main"]
+           "verify", "main"]
 
 
 def book_dir() -> Path:
@@ -257,6 +258,40 @@ def _parse_parameter(text: str) -> tuple[str, object]:
         return name, value  # a bare string
 
 
+def verify(names: list[str], run: bool = True) -> bool:
+    """Execute ``names`` in the full profile (unless ``run`` is False: the results already in
+    ``_build/results``) and compare each one's metrics with its stored run in ``results/full``
+    under ``aann.verify``'s tolerances; print what moved. True when nothing moved."""
+    from .paths import full_results_dir, results_dir
+    from .results import read_results
+    from .verify import compare, report
+
+    unknown = sorted(set(names) - set(chapters()))
+    if unknown:
+        raise ValueError(f"unknown chapters {unknown}; chapters: {', '.join(chapters())}")
+    missing = [n for n in names if not (full_results_dir() / f"{n}.json").is_file()]
+    if missing:
+        raise ValueError(f"no stored full-profile results to verify against for {missing} "
+                         f"(results/full/<chapter>.json; `execute --profile full --store` makes them)")
+    if run:
+        failed = {n: why for n, why in execute_all(names, "full").items() if why}
+        if failed:
+            raise RuntimeError(f"chapters failed before they could be compared: {failed}")
+    held = True
+    for name in names:
+        stored = read_results(name, full_results_dir())
+        new = read_results(name, results_dir())
+        if new.get("profile") != "full":
+            raise ValueError(f"{results_dir() / (name + '.json')} holds a {new.get('profile')}-profile run; "
+                             "verify compares full-profile runs")
+        differences = compare(name, stored["metrics"], new["metrics"])
+        print(report(name, differences))
+        print(f"  stored: {stored.get('device')}, {stored.get('date', 'no date')}, commit {stored.get('commit', '?')}; "
+              f"new: {new.get('device')}, commit {new.get('commit', '?')}")
+        held &= not any(d.moved for d in differences)
+    return held
+
+
 def main(argv=None) -> None:
     from .site import EDITIONS, build_site, store_execution
 
@@ -275,6 +310,11 @@ def main(argv=None) -> None:
     st.add_argument("--edition", choices=EDITIONS, default="executed",
                     help="executed: the chapters in _build/executed (default); published: the stored "
                          "full-profile executions in results/full/")
+    ve = sub.add_parser("verify", help="re-execute chapters in the full profile and compare their metrics "
+                                       "with the stored ones (aann.verify's tolerances)")
+    ve.add_argument("chapters", nargs="+")
+    ve.add_argument("--no-execute", action="store_true",
+                    help="compare the results already in _build/results instead of executing")
     sub.add_parser("list", help="list the chapters")
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -293,6 +333,9 @@ def main(argv=None) -> None:
         if args.store:
             for name in outcome:
                 print(f"{name}: stored in {store_execution(name).parent}")
+    elif args.command == "verify":
+        if not verify(args.chapters, run=not args.no_execute):
+            raise SystemExit("metrics moved beyond their tolerances (listed above)")
     else:
         build_site(args.edition)
 

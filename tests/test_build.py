@@ -1,3 +1,4 @@
+import json
 """The chapter scheduler of ``aann.build``, on a tiny book of its own (real papermill, real kernels)."""
 
 import pytest
@@ -152,3 +153,27 @@ def test_merged_parameters_keep_their_comments(tmp_path):
     assert [c.source for c in cells] == ['profile = "full"  # "quick": small; "full": the papers\' scale\n'
                                          'levels = [90, 95]  # sparsity levels in %\nseed = 0\ntitle = "run #2"',
                                          "print(profile)"]
+
+
+def test_verify_reexecutes_in_the_full_profile_and_lists_what_moved(one_chapter_book, monkeypatch, capsys):
+    from aann import site, verify
+    from aann.verify import Tolerance
+
+    monkeypatch.setitem(verify.RULES, "stored", [("x", Tolerance(0.1, 0, "a test metric"))])
+    with pytest.raises(ValueError, match=r"no stored full-profile results to verify against for \['stored'\]"):
+        build.verify(["stored"])
+    build.execute("stored", "full")
+    site.store_execution("stored")
+    assert build.verify(["stored"])  # executed again: the same x
+    assert "stored: all 1 metrics within their tolerances" in capsys.readouterr().out
+    stored = one_chapter_book / "results" / "full" / "stored.json"
+    run = json.loads(stored.read_text())
+    stored.write_text(json.dumps({**run, "metrics": {"x": 1.5}}))
+    assert not build.verify(["stored"], run=False)
+    out = capsys.readouterr().out
+    assert "stored: 1 of 1 metrics moved" in out and "MOVED" in out
+    with pytest.raises(SystemExit, match="moved beyond their tolerances"):
+        build.main(["verify", "stored", "--no-execute"])
+    build.execute("stored", "quick")
+    with pytest.raises(ValueError, match="holds a quick-profile run; verify compares full-profile runs"):
+        build.verify(["stored"], run=False)
