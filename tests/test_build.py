@@ -1,6 +1,6 @@
-import json
 """The chapter scheduler of ``aann.build``, on a tiny book of its own (real papermill, real kernels)."""
 
+import json
 import pytest
 
 from aann import build
