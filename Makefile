@@ -11,7 +11,8 @@ DATASETS := mnist fashion_mnist
 .PHONY: help env system-deps data execute site book published test test-kernels bench clean device-wheels
 
 help:
-	@echo "make book   environment + data + every chapter executed (PROFILE=$(PROFILE)) + site in _build/html"
+	@echo "make book   environment + data + the published edition (stored full-profile runs) in _build/html"
+	@echo "            make book PROFILE=quick|full: every chapter executed in that profile instead"
 	@echo "make test   environment + data + pytest: unit tests, chapters in the quick profile, site with -W"
 	@echo "make test-kernels   the unit tests again under the CPU kernel families default and avx2"
 	@echo "make data | execute | site | published | clean | bench | device-wheels"
@@ -51,11 +52,19 @@ execute: data
 site: env
 	$(PY) -m aann.build site
 
+# make book: the published edition, the stored full-profile executions (results/full/*.ipynb)
+# rendered without executing them; a chapter with none stored yet is executed in the quick profile
+# first. make book PROFILE=quick|full: every chapter executed in that profile, then rendered.
+ifeq ($(origin PROFILE),file)
+book: data
+	$(PY) -m aann.build execute --unpublished --profile quick
+	$(PY) -m aann.build site --edition published
+else
 book: execute
 	$(MAKE) site
+endif
 
-# The published edition: the stored full-profile executions (results/full/*.ipynb), rendered
-# without executing anything.
+# The published edition from what is there, executing nothing.
 published: env
 	$(PY) -m aann.build site --edition published
 

@@ -1,6 +1,6 @@
 """Execute the book's chapters headlessly with papermill and render the site with Jupyter Book 1.
 
-    python -m aann.build execute [--profile quick|full] [--jobs N] [--store] [chapter ...]
+    python -m aann.build execute [--profile quick|full] [--jobs N] [--store] [--unpublished] [chapter ...]
     python -m aann.build site [--edition executed|published]
     python -m aann.build verify [--no-execute] chapter ...
 
@@ -293,7 +293,7 @@ def verify(names: list[str], run: bool = True) -> bool:
 
 
 def main(argv=None) -> None:
-    from .site import EDITIONS, build_site, store_execution
+    from .site import EDITIONS, build_site, store_execution, unpublished
 
     parser = argparse.ArgumentParser(prog="python -m aann.build")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -304,6 +304,8 @@ def main(argv=None) -> None:
                     help="another notebook parameter; VALUE is a Python literal, e.g. -p levels=[90,95]")
     ex.add_argument("-j", "--jobs", type=int, default=1,
                     help="chapters side by side, each on cpu_count / jobs threads (default: 1)")
+    ex.add_argument("--unpublished", action="store_true",
+                    help="only the chapters without a stored full-profile execution (make book)")
     ex.add_argument("--store", action="store_true",
                     help="keep each executed chapter (full profile only) in results/full/: the published edition")
     st = sub.add_parser("site", help="render _build/html")
@@ -324,7 +326,13 @@ def main(argv=None) -> None:
         if args.store and profile != "full":
             raise SystemExit(f"--store keeps full-profile executions only (the published edition); the profile is {profile}")
         extra = dict(_parse_parameter(p) for p in args.parameter)
-        outcome = execute_all(args.chapters or chapters(), profile, args.jobs, parameters=extra)
+        names = args.chapters or chapters()
+        if args.unpublished:
+            names = [n for n in names if n in unpublished()]
+            if not names:
+                print("every chapter has a stored full-profile execution: nothing to execute")
+                return
+        outcome = execute_all(names, profile, args.jobs, parameters=extra)
         failed = {name: why for name, why in outcome.items() if why}
         for name, why in failed.items():
             print(f"{name} failed: {why}", file=sys.stderr)

@@ -8,7 +8,10 @@ Two **editions** of the chapters can be rendered:
 * ``published``: the stored full-profile executions, ``results/full/<chapter>.ipynb``, each beside
   the results file it wrote (``results/full/<chapter>.json``: metrics, device, date, commit, wall
   time). ``python -m aann.build execute CHAPTER --profile full --store`` stores one; rendering them
-  executes nothing, so the site shows the papers' scale on any laptop.
+  executes nothing, so the site shows the papers' scale on any laptop. A chapter with no stored
+  execution yet is rendered from its last execution in ``_build/executed/`` instead (``make book``
+  executes those chapters, and only those, in the quick profile first); its provenance note says
+  which profile the page shows, and the build lists the chapters rendered so.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from .build import book_dir, chapters
 from .paths import build_dir, full_results_dir, media_dir, project_root, results_dir
 
-__all__ = ["EDITIONS", "edition_notebook", "store_execution", "MATHJAX", "vendor_mathjax",
+__all__ = ["EDITIONS", "edition_notebook", "unpublished", "edition_sources", "store_execution", "MATHJAX", "vendor_mathjax",
            "stage_site", "build_site"]
 
 EDITIONS = ("executed", "published")
@@ -43,6 +46,35 @@ def edition_notebook(chapter: str, edition: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: {how}")
     return path
+
+
+def unpublished() -> list[str]:
+    """The chapters without a stored full-profile execution (``results/full/<chapter>.ipynb``)."""
+    return [c for c in chapters() if not (full_results_dir() / f"{c}.ipynb").is_file()]
+
+
+def edition_sources(edition: str) -> dict[str, tuple[Path, Path]]:
+    """``{chapter: (notebook, media folder)}`` to render ``edition`` from. The published edition
+    takes each chapter's stored execution, or its last execution where none is stored."""
+    missing = set(unpublished()) if edition == "published" else set()
+    sources = {}
+    for chapter in chapters():
+        if chapter in missing:
+            try:
+                notebook = edition_notebook(chapter, "executed")
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"{chapter} has no stored full-profile execution and no execution in "
+                                        f"_build/executed: run `python -m aann.build execute --unpublished` "
+                                        f"(or store one); {err}") from None
+            sources[chapter] = (notebook, media_dir() / chapter)
+        else:
+            notebook = edition_notebook(chapter, edition)
+            folder = media_dir() if edition == "executed" else full_results_dir() / "media"
+            sources[chapter] = (notebook, folder / chapter)
+    if missing:
+        print(f"published edition: {', '.join(sorted(missing))} rendered from their last execution "
+              "(no stored full-profile execution yet)")
+    return sources
 
 
 def store_execution(chapter: str) -> Path:
@@ -124,8 +156,8 @@ def stage_site(edition: str = "executed") -> Path:
     if stage.exists():
         shutil.rmtree(stage)
     shutil.copytree(book_dir(), stage, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
-    for chapter in chapters():
-        notebook = edition_notebook(chapter, edition)
+    sources = edition_sources(edition)
+    for chapter, (notebook, _) in sources.items():
         (stage / f"{chapter}.md").unlink()
         shutil.copy(notebook, stage / f"{chapter}.ipynb")
     for name in ("_config.yml", "_toc.yml"):
@@ -141,10 +173,9 @@ def stage_site(edition: str = "executed") -> Path:
 
     (generated / "benchmarks.md").write_text(bench_markdown())
     # files the pages show by reference (Chapter.show_file), served from _static/media/
-    media = media_dir() if edition == "executed" else full_results_dir() / "media"
-    for chapter in chapters():
-        if (media / chapter).is_dir():
-            shutil.copytree(media / chapter, stage / "_static" / "media" / chapter)
+    for chapter, (_, media) in sources.items():
+        if media.is_dir():
+            shutil.copytree(media, stage / "_static" / "media" / chapter)
     mathjax = vendor_mathjax()
     if mathjax is not None:
         import yaml

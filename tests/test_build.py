@@ -177,3 +177,23 @@ def test_verify_reexecutes_in_the_full_profile_and_lists_what_moved(one_chapter_
     build.execute("stored", "quick")
     with pytest.raises(ValueError, match="holds a quick-profile run; verify compares full-profile runs"):
         build.verify(["stored"], run=False)
+
+
+def test_the_published_edition_takes_the_last_execution_of_a_chapter_not_yet_stored(one_chapter_book, capsys):
+    from aann import site
+
+    assert site.unpublished() == ["stored"]
+    with pytest.raises(FileNotFoundError, match=r"stored has no stored full-profile execution.*--unpublished"):
+        site.edition_sources("published")
+    build.main(["execute", "--unpublished", "--profile", "quick"])
+    notebook, media = site.edition_sources("published")["stored"]
+    assert notebook == one_chapter_book / "_build" / "executed" / "stored.ipynb"
+    assert media == one_chapter_book / "_build" / "media" / "stored"
+    assert "stored rendered from their last execution" in capsys.readouterr().out
+    build.execute("stored", "full")
+    site.store_execution("stored")
+    assert site.unpublished() == []
+    assert site.edition_sources("published")["stored"] == (
+        one_chapter_book / "results" / "full" / "stored.ipynb", one_chapter_book / "results" / "full" / "media" / "stored")
+    build.main(["execute", "--unpublished"])
+    assert "nothing to execute" in capsys.readouterr().out
