@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .paths import project_root
 
-__all__ = ["bench_program", "metrics_table", "bench_markdown"]
+__all__ = ["bench_program", "metrics_table", "bench_markdown", "execution_times_markdown"]
 
 
 def bench_program(result: Path) -> Path:
@@ -78,3 +78,39 @@ def bench_markdown(folder: Path | None = None) -> str:
         out.append(f"### {title}\n\n`results/bench/{f.name}`: {run['device']}; {versions}.\n\n"
                    f"{metrics_table(run['metrics'])}\n")
     return "\n".join(out)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def execution_times_markdown(bench_folder: Path | None = None, full_folder: Path | None = None) -> str:
+    """A table of each chapter's wall time per profile: a column per ``bench_chapters_*.json`` (one
+    profile on one machine, ``benchmarks/bench_chapters.py``) and one for the stored full-profile
+    runs (``results/full/<chapter>.json``, each with the machine it ran on)."""
+    from .build import chapters
+    from .paths import full_results_dir
+
+    bench_folder = Path(bench_folder) if bench_folder else project_root() / "results" / "bench"
+    full_folder = Path(full_folder) if full_folder else full_results_dir()
+    columns = {}
+    for f in sorted(bench_folder.glob("bench_chapters_*.json")):
+        run = json.loads(f.read_text())
+        columns[f"{run['profile']} profile, {run['device']}"] = {
+            k.removesuffix("/wall_time_s"): v for k, v in run["metrics"].items()}
+    full = {}
+    for name in chapters():
+        path = full_folder / f"{name}.json"
+        if path.is_file():
+            run = json.loads(path.read_text())
+            if "wall_time_s" in run:
+                full[name] = f"{_minutes(run['wall_time_s'])} ({run['device']})"
+    header = ["chapter", *columns, "full profile (machine)"]
+    lines = ["| " + " | ".join(header) + " |", "| --- " * len(header) + "|"]
+    for name in chapters():
+        cells = [_minutes(c[name]) if name in c else "" for c in columns.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {full.get(name, 'not stored')} |")
+    if columns:
+        lines.append("| all chapters | " + " | ".join(_minutes(c["total"]) if "total" in c else "" for c in columns.values())
+                     + " | |")
+    return "\n".join(lines)

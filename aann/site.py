@@ -169,9 +169,10 @@ def stage_site(edition: str = "executed") -> Path:
     generated.mkdir()
     (generated / "results_at_a_glance.md").write_text(glance_markdown())
     (generated / "full_runs.md").write_text(runs_markdown())
-    from .bench_report import bench_markdown
+    from .bench_report import bench_markdown, execution_times_markdown
 
     (generated / "benchmarks.md").write_text(bench_markdown())
+    (generated / "execution_times.md").write_text(execution_times_markdown())
     # files the pages show by reference (Chapter.show_file), served from _static/media/
     for chapter, (_, media) in sources.items():
         if media.is_dir():
