@@ -4,6 +4,7 @@ its results; then the site must build with warnings as errors and render in a br
 Tests in this module run in order: the site is built from the notebooks the chapter tests executed.
 """
 
+import json
 import os
 import re
 import shutil
@@ -162,7 +163,9 @@ class _Images(HTMLParser):
 
 @pytest.mark.site
 def test_site_builds_with_warnings_as_errors():
-    html = site.build_site()  # raises if jupyter-book exits non-zero (-W -n --keep-going)
+    # the edition `make book` renders: each chapter's stored full-profile execution, and the quick
+    # execution above for a chapter with none stored yet; raises if jupyter-book exits non-zero
+    html = site.build_site("published")
     for page in ["intro.html"] + [f"{c}.html" for c in build.chapters()]:
         assert (html / page).is_file(), page
 
@@ -215,6 +218,78 @@ def test_chapter_page_shows_its_figures(chapter):
     # the provenance note under the title: profile, device, date, commit
     assert re.search(r"This page was executed with the (quick|full) profile</strong>.{0,80} on (cpu|cuda): .{0,300}"
                      r"\d{4}-\d{2}-\d{2}, from commit [0-9a-f]{10}", text, re.S), f"{chapter}: no provenance note"
+
+
+class _Tables(HTMLParser):
+    """The tables of a page: a list of rows, each a list of cell texts (header row first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th") and self.tables:
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(" ".join(self._cell.split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def unmatched_numbers(table: list[list[str]], metrics: dict, columns=("this", "full profile")) -> list[str]:
+    """The numbers in a paper-vs-book table's columns of this book's results (headers starting
+    with ``columns``) that no metric shows at the precision printed (as a value or a percentage)."""
+    header, missing = table[0], []
+    keep = [i for i, h in enumerate(header) if h.lower().startswith(columns)]
+    values = [v for v in metrics.values()]
+    for row in table[1:]:
+        for i in keep:
+            if i >= len(row):
+                continue
+            for token in re.findall(r"[-+−]?\d[\d,]*(?:\.\d+)?", row[i]):
+                text = token.replace(",", "").replace("−", "-")
+                decimals = len(text.split(".")[1]) if "." in text else 0
+                number = float(text)
+                if not any(round(scale * v, decimals) == number or round(abs(scale * v), decimals) == abs(number)
+                           for v in values for scale in (1, 100)):
+                    missing.append(f"{token} in '{row[0]}'")
+    return missing
+
+
+def test_table_numbers_are_matched_to_metrics_at_their_printed_precision():
+    table = [["quantity", "paper", "this book"], ["accuracy", "99.0", "98.42 %"], ["gain", "3 %", "+1.5 points, 1,000 steps"]]
+    assert unmatched_numbers(table, {"acc": 0.98417, "gain": 0.0151, "steps": 1000.0}) == []
+    assert unmatched_numbers(table, {"acc": 0.98417, "gain": 0.0151}) == ["1,000 in 'gain'"]
+    assert unmatched_numbers(table, {"acc": 0.9843, "gain": 0.015, "steps": 1000.0}) == ["98.42 in 'accuracy'"]
+
+
+@pytest.mark.site
+@pytest.mark.parametrize("chapter", sorted(EXPECTED))
+def test_a_published_page_shows_its_stored_run(chapter):
+    """A chapter with a stored full-profile execution is rendered from it: the provenance note
+    names that run, and every number in the paper-vs-book table is one of its stored metrics."""
+    import html as html_lib
+
+    from aann.paths import full_results_dir
+
+    if not (full_results_dir() / f"{chapter}.ipynb").is_file():
+        pytest.skip(f"{chapter} has no stored full-profile execution; its page shows the quick run above")
+    run = json.loads((full_results_dir() / f"{chapter}.json").read_text())
+    text = (ROOT / "_build" / "html" / f"{chapter}.html").read_text()
+    assert "executed with the full profile" in text and run["commit"][:10] in text and run["date"] in text
+    parser = _Tables()
+    parser.feed(html_lib.unescape(text.split("aper vs. this book", 1)[-1]))
+    assert parser.tables, f"{chapter}: no table after its paper vs. this book heading"
+    assert unmatched_numbers(parser.tables[0], run["metrics"]) == [], chapter
 
 
 def _chromium():
