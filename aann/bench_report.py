@@ -107,10 +107,9 @@ def execution_times_markdown(bench_folder: Path | None = None, full_folder: Path
                 full[name] = f"{_minutes(run['wall_time_s'])} ({run['device']})"
     header = ["chapter", *columns, "full profile (machine)"]
     lines = ["| " + " | ".join(header) + " |", "| --- " * len(header) + "|"]
-    for name in chapters():
-        cells = [_minutes(c[name]) if name in c else "" for c in columns.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {full.get(name, 'not stored')} |")
+    rows = [[name, *(_minutes(c[name]) if name in c else "" for c in columns.values()), full.get(name, "not stored")]
+            for name in chapters()]
     if columns:
-        lines.append("| all chapters | " + " | ".join(_minutes(c["total"]) if "total" in c else "" for c in columns.values())
-                     + " | |")
+        rows.append(["all chapters", *(_minutes(c["total"]) if "total" in c else "" for c in columns.values()), ""])
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)

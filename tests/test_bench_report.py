@@ -71,7 +71,7 @@ def test_execution_times_have_a_column_per_profile_and_machine_and_the_stored_fu
     assert f"| {first} | 1.0 min | 1.0 min (cuda: H100) |" in table
     assert f"| {second} | 2.0 min | not stored |" in table
     total = sum(60 * (i + 1) for i in range(len(chapters()))) / 60
-    assert table[-1] == f"| all chapters | {total:.1f} min | |"
+    assert table[-1] == f"| all chapters | {total:.1f} min |  |"
 
 
 def test_chapter_times_refuse_a_mixed_or_incomplete_set_of_runs(tmp_path):
@@ -87,3 +87,14 @@ def test_chapter_times_refuse_a_mixed_or_incomplete_set_of_runs(tmp_path):
     (tmp_path / f"{chapters()[0]}.json").write_text(json.dumps({**run, "profile": "full"}))
     with pytest.raises(ValueError, match="differ in profile"):
         gather(tmp_path)
+
+
+def test_execution_times_without_a_quick_measurement_keep_their_columns(tmp_path):
+    from aann.bench_report import execution_times_markdown
+    from aann.build import chapters
+
+    _chapter_runs(tmp_path / "full", profile="full", device="cuda: H100")
+    table = execution_times_markdown(tmp_path, tmp_path / "full").splitlines()
+    assert table[0] == "| chapter | full profile (machine) |"
+    assert table[2] == f"| {chapters()[0]} | 1.0 min (cuda: H100) |"
+    assert all(line.count("|") == 3 for line in table)
