@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from .paths import project_root
+from .results import format_duration
 
 __all__ = ["bench_program", "metrics_table", "bench_markdown", "execution_times_markdown"]
 
@@ -80,10 +81,6 @@ def bench_markdown(folder: Path | None = None) -> str:
     return "\n".join(out)
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
 def execution_times_markdown(bench_folder: Path | None = None, full_folder: Path | None = None) -> str:
     """A table of each chapter's wall time per profile: a column per ``bench_chapters_*.json`` (one
     profile on one machine, ``benchmarks/bench_chapters.py``) and one for the stored full-profile
@@ -104,12 +101,12 @@ def execution_times_markdown(bench_folder: Path | None = None, full_folder: Path
         if path.is_file():
             run = json.loads(path.read_text())
             if "wall_time_s" in run:
-                full[name] = f"{_minutes(run['wall_time_s'])} ({run['device']})"
+                full[name] = f"{format_duration(run['wall_time_s'])} ({run['device']})"
     header = ["chapter", *columns, "full profile (machine)"]
     lines = ["| " + " | ".join(header) + " |", "| --- " * len(header) + "|"]
-    rows = [[name, *(_minutes(c[name]) if name in c else "" for c in columns.values()), full.get(name, "not stored")]
+    rows = [[name, *(format_duration(c[name]) if name in c else "" for c in columns.values()), full.get(name, "not stored")]
             for name in chapters()]
     if columns:
-        rows.append(["all chapters", *(_minutes(c["total"]) if "total" in c else "" for c in columns.values()), ""])
+        rows.append(["all chapters", *(format_duration(c["total"]) if "total" in c else "" for c in columns.values()), ""])
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from .paths import full_results_dir, media_dir
-from .profiles import budgets
-from .results import device_description, read_results, source_commit, write_results
+from .profiles import SCALE_NOTES, budgets
+from .results import device_description, format_duration, read_results, source_commit, write_results
 from .runtime import check_profile, default_device
 
 __all__ = ["Chapter", "start_chapter"]
@@ -40,20 +40,29 @@ class Chapter:
 
     def write_results(self, metrics: dict) -> Path:
         """``_build/results/<chapter>.json`` with the metrics, the profile, the device and the
-        wall time since the start."""
-        return write_results(self.name, metrics, profile=self.profile, device=self.device,
-                             wall_time_s=time.time() - self.started)
+        wall time since the start; and the page's provenance note (``provenance``), glued now that
+        the wall time is known (the page shows it under its title all the same)."""
+        wall_time_s = time.time() - self.started
+        path = write_results(self.name, metrics, profile=self.profile, device=self.device, wall_time_s=wall_time_s)
+        self.glue(provenance=self.provenance(wall_time_s))
+        return path
 
-    def provenance(self) -> str:
+    def provenance(self, wall_time_s: float | None = None) -> str:
         """The note a chapter's page opens with (Markdown): which profile, device, date and commit
-        made it, and for the quick profile that its numbers are small-budget numbers."""
+        made it and how long it ran; for the quick profile, that its numbers are small-budget
+        numbers; for the full profile, where its budgets differ from the papers' scale
+        (``aann.profiles.SCALE_NOTES``)."""
         made = (f"on {device_description(self.device)}, {time.strftime('%Y-%m-%d', time.localtime(self.started))}, "
                 f"from commit {source_commit()}")
+        if wall_time_s is not None:
+            made += f", in {format_duration(wall_time_s)}"
         if self.quick:
             return (f"**This page was executed with the quick profile** {made}. Its budgets are small (minutes "
                     "on a CPU): the numbers show the methods at work, not the papers' scale, and some "
                     "conclusions differ at full scale; the tables at the end compare with the papers.")
-        return f"**This page was executed with the full profile** (the papers' scale) {made}."
+        differs = SCALE_NOTES.get(self.name)
+        return (f"**This page was executed with the full profile** (the papers' scale) {made}."
+                + (f" Where it differs from the papers' scale: {differs}" if differs else ""))
 
     def show_file(self, data: bytes, name: str, alt: str):
         """Write ``data`` (an animation, say) to ``_build/media/<chapter>/<name>`` and return the HTML
@@ -88,13 +97,11 @@ class Chapter:
 
 
 def start_chapter(name: str, profile: str, device=None) -> Chapter:
-    """Check ``profile``, pick the device (``aann.runtime.default_device``), set seaborn's theme and
-    glue the page's provenance note (``Chapter.provenance``) as ``provenance``."""
+    """Check ``profile``, pick the device (``aann.runtime.default_device``) and set seaborn's theme."""
     import seaborn as sns
 
     check_profile(profile)
     sns.set_theme(style="whitegrid", context="notebook")
     chapter = Chapter(name, profile, torch.device(device) if device is not None else default_device())
     shutil.rmtree(media_dir() / name, ignore_errors=True)  # what an earlier execution showed is not this one's
-    chapter.glue(provenance=chapter.provenance())  # the page shows it under its title
     return chapter

@@ -23,7 +23,7 @@ from .runtime import check_profile
 from .sense import SenseConfig
 from .training import TrainConfig
 
-__all__ = ["SparseTernaryBudget", "ManifoldBudget", "SenseBudget", "RobustnessBudget", "IntrospectionBudget",
+__all__ = ["SCALE_NOTES", "SparseTernaryBudget", "ManifoldBudget", "SenseBudget", "RobustnessBudget", "IntrospectionBudget",
            "CarBudget", "BUDGETS", "budgets"]
 
 
@@ -193,6 +193,16 @@ BUDGETS = {
             select=5_000, dagger=DaggerConfig(rounds=5, tracks_per_round=10, steps=1000, epochs=3),
             dagger_val_steps=1000, lap_frames=None, lap_scale=2),
     },
+}
+
+
+# Where a chapter's full profile differs from its paper's scale, in a sentence its page's provenance
+# note and the landing page show (a chapter not listed runs at the paper's scale).
+SCALE_NOTES = {
+    "robustness": "the networks are AlexNet and VGG-16 scaled for CIFAR-10 (32 x 32 images, narrower layers), "
+                  "trained here, in place of the ImageNet AlexNet and VGG-16 of the paper; torchvision's ImageNet "
+                  "networks run in the last section where their weights and an ImageNet validation folder are "
+                  "given.",
 }
 
 

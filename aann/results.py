@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .paths import project_root, results_dir
 
-__all__ = ["versions", "source_commit", "device_description", "under", "write_results", "read_results", "check_curve"]
+__all__ = ["versions", "source_commit", "device_description", "under", "write_results", "read_results", "check_curve",
+           "format_duration"]
 
 
 def versions() -> dict[str, str]:
@@ -117,3 +118,12 @@ def check_curve(metrics: dict):
     if not rows:
         raise ValueError("these metrics have no curve/<step>/<field> keys")
     return pd.DataFrame.from_dict(rows, orient="index").sort_index().rename_axis("step").reset_index()
+
+
+def format_duration(seconds: float) -> str:
+    """A wall time for a reader: ``"48 s"``, ``"12.5 min"``, ``"3.4 h"``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -68,3 +68,27 @@ def test_a_metric_that_is_not_a_finite_number_is_named(tmp_path, metrics, messag
     with pytest.raises(ValueError, match=re.escape(message)):
         write_results("demo", metrics, profile="quick", device="cpu", out_dir=tmp_path)
     assert not (tmp_path / "demo.json").exists()
+
+
+def test_durations_read_as_seconds_minutes_or_hours():
+    from aann.results import format_duration
+
+    assert [format_duration(s) for s in (48.4, 750, 3 * 3600 + 1440)] == ["48 s", "12.5 min", "3.4 h"]
+
+
+def test_the_provenance_note_says_how_long_and_where_the_full_profile_leaves_the_papers_scale(tmp_path, monkeypatch):
+    """The note is glued when the results are written, with the wall time; a full-profile page lists
+    what differs from the paper (aann.profiles.SCALE_NOTES), a quick page says it is small-budget."""
+    import torch
+
+    from aann.chapter import Chapter
+    from aann.profiles import SCALE_NOTES
+
+    monkeypatch.setenv("AANN_RESULTS", str(tmp_path))
+    full = Chapter("robustness", "full", torch.device("cpu"))
+    full.write_results({"x": 1.0})
+    note = full.glued["provenance"]
+    assert note.startswith("**This page was executed with the full profile**") and re.search(r", in \d+ s\.", note)
+    assert note.endswith(SCALE_NOTES["robustness"])
+    assert "differs" not in Chapter("sparse_ternary", "full", torch.device("cpu")).provenance(10.0)
+    assert "small" in Chapter("sparse_ternary", "quick", torch.device("cpu")).provenance(10.0)
