@@ -27,7 +27,7 @@ from .build import book_dir, chapters
 from .paths import build_dir, full_results_dir, media_dir, project_root, results_dir
 
 __all__ = ["EDITIONS", "edition_notebook", "unpublished", "edition_sources", "store_execution", "MATHJAX", "vendor_mathjax",
-           "stage_site", "build_site"]
+           "stage_site", "with_download_link", "with_launch_buttons", "build_site"]
 
 EDITIONS = ("executed", "published")
 
@@ -158,8 +158,10 @@ def stage_site(edition: str = "executed") -> Path:
     shutil.copytree(book_dir(), stage, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
     sources = edition_sources(edition)
     for chapter, (notebook, _) in sources.items():
-        (stage / f"{chapter}.md").unlink()
-        shutil.copy(notebook, stage / f"{chapter}.ipynb")
+        # the chapter's source, for its download link; only_build_toc_files keeps Sphinx from parsing it
+        (stage / "sources").mkdir(exist_ok=True)
+        (stage / f"{chapter}.md").replace(stage / "sources" / f"{chapter}.md")
+        with_download_link(notebook, chapter, stage / f"{chapter}.ipynb")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(root / name, stage / name)
     # the landing page's tables, generated from results/full/ (book/intro.md includes them)
@@ -177,15 +179,56 @@ def stage_site(edition: str = "executed") -> Path:
     for chapter, (_, media) in sources.items():
         if media.is_dir():
             shutil.copytree(media, stage / "_static" / "media" / chapter)
+    import yaml
+
+    config = with_launch_buttons(yaml.safe_load((stage / "_config.yml").read_text()))
     mathjax = vendor_mathjax()
     if mathjax is not None:
-        import yaml
-
         shutil.copytree(mathjax, stage / "_static" / "mathjax")
-        config = yaml.safe_load((stage / "_config.yml").read_text())
         config.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = "mathjax/tex-mml-chtml.js"
-        (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return stage
+
+
+PROVENANCE_BLOCK = "```{glue:md} provenance\n:format: myst\n```"
+
+
+def with_download_link(notebook: Path, chapter: str, target: Path) -> None:
+    """Write ``notebook`` to ``target`` with a line under its provenance note that offers the
+    chapter's source (``sources/<chapter>.md``, a MyST Markdown notebook) for download; the theme's
+    download button offers the executed notebook itself."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next((c for c in nb.cells if c.cell_type == "markdown" and PROVENANCE_BLOCK in c.source), None)
+    if cell is None:
+        raise ValueError(f"{notebook} has no provenance note ({PROVENANCE_BLOCK!r} under its title)")
+    cell.source = cell.source.replace(
+        PROVENANCE_BLOCK, f"{PROVENANCE_BLOCK}\n\nDownload {{download}}`this chapter's source <sources/{chapter}.md>` "
+        "(a MyST Markdown notebook; Jupytext opens it in Jupyter) or, from the download button at the top of "
+        "the page, the executed notebook shown here.", 1)
+    nbformat.write(nb, target)
+
+
+def with_launch_buttons(config: dict) -> dict:
+    """``config`` (``_config.yml``) with the repository and Colab and Binder launch buttons where the
+    repository is known: ``$AANN_REPOSITORY`` or, in GitHub Actions, ``$GITHUB_REPOSITORY``
+    (``owner/name``; branch ``$AANN_BRANCH``, default ``main``). A launch button opens the page's
+    stored full-profile execution, ``results/full/<chapter>.ipynb``."""
+    import os
+    import re
+
+    repo = os.environ.get("AANN_REPOSITORY") or os.environ.get("GITHUB_REPOSITORY")
+    if not repo:
+        return config
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        raise ValueError(f"the repository must be given as owner/name (e.g. aann-book/aann), got {repo!r}")
+    config = {**config, "repository": {"url": f"https://github.com/{repo}", "branch": os.environ.get("AANN_BRANCH", "main"),
+                                       "path_to_book": "results/full"},
+              "launch_buttons": {"notebook_interface": "classic", "binderhub_url": "https://mybinder.org",
+                                 "colab_url": "https://colab.research.google.com"}}
+    config["html"] = {**config.get("html", {}), "use_repository_button": True}
+    return config
 
 
 def build_site(edition: str = "executed") -> Path:

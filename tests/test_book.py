@@ -170,6 +170,20 @@ def test_site_builds_with_warnings_as_errors():
         assert (html / page).is_file(), page
 
 
+def test_launch_buttons_are_configured_only_for_a_known_repository(monkeypatch):
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    monkeypatch.delenv("AANN_REPOSITORY", raising=False)
+    assert site.with_launch_buttons({"html": {}}) == {"html": {}}
+    monkeypatch.setenv("GITHUB_REPOSITORY", "owner/book")
+    config = site.with_launch_buttons({"html": {"home_page_in_navbar": True}})
+    assert config["repository"] == {"url": "https://github.com/owner/book", "branch": "main", "path_to_book": "results/full"}
+    assert set(config["launch_buttons"]) >= {"colab_url", "binderhub_url"}
+    assert config["html"] == {"home_page_in_navbar": True, "use_repository_button": True}
+    monkeypatch.setenv("AANN_REPOSITORY", "not a repository")
+    with pytest.raises(ValueError, match="owner/name"):
+        site.with_launch_buttons({})
+
+
 @pytest.mark.site
 def test_the_landing_page_shows_the_results_at_a_glance():
     import html as html_lib
@@ -218,6 +232,10 @@ def test_chapter_page_shows_its_figures(chapter):
     # the provenance note under the title: profile, device, date, commit
     assert re.search(r"This page was executed with the (quick|full) profile</strong>.{0,80} on (cpu|cuda): .{0,300}"
                      r"\d{4}-\d{2}-\d{2}, from commit [0-9a-f]{10}", text, re.S), f"{chapter}: no provenance note"
+    # the chapter's source for download, beside the theme's button for the executed notebook
+    link = re.search(rf'class="reference download internal" download="" href="(_downloads/\w+/{chapter}\.md)"', text)
+    assert link and (page.parent / link.group(1)).read_text() == (ROOT / "book" / f"{chapter}.md").read_text()
+    assert f'href="_sources/{chapter}.ipynb"' in text
 
 
 class _Tables(HTMLParser):
