@@ -11,6 +11,7 @@ missing entry, so the caller trains again and :func:`save` replaces the file.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import warnings
@@ -22,13 +23,18 @@ import torch
 from . import store
 from .paths import cache_dir
 
-__all__ = ["CACHE_VERSION", "config_key", "cache_path", "DamagedCacheEntryWarning", "load", "save",
+__all__ = ["CACHE_VERSION", "USAGE", "config_key", "cache_path", "DamagedCacheEntryWarning", "load", "save",
            "partial_path", "save_partial", "load_partial", "drop_partial", "state_fingerprint", "tensor_fingerprint"]
 
 # Bump whenever training code changes what it produces, even by rounding: the key hashes the
 # configuration, not the code. 2: the initial ternary scale is summed per output channel (7161650),
 # which moves trained networks by float rounding.
 CACHE_VERSION = 2
+
+# What this process took from the cache and what it made ("networks read", "networks trained";
+# aann.sense_checkpoints adds "searches read" and "searches resumed"): a chapter's provenance note
+# says how much of its execution was reading earlier work.
+USAGE: collections.Counter = collections.Counter()
 
 
 def config_key(config: dict) -> str:
@@ -70,6 +76,7 @@ def load(config: dict) -> tuple[dict, dict] | None:
         entry = torch.load(path, map_location="cpu", weights_only=True)
         problem = _damage(entry, config)
         if problem is None:
+            USAGE["networks read"] += 1
             return entry["state_dict"], json.loads(entry["meta_json"])
     except Exception as err:  # truncated, not a torch archive, unpicklable, bad JSON: all the same here
         problem = f"{type(err).__name__}: {err}".splitlines()[0]
@@ -90,6 +97,7 @@ def save(config: dict, state_dict: dict, meta: dict | None = None) -> Path:
     tmp = path.with_suffix(".tmp")
     torch.save(entry, tmp)
     tmp.replace(path)  # atomic: an interrupted run never leaves half an entry
+    USAGE["networks trained"] += 1
     return path
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from . import cache
 from .paths import full_results_dir, media_dir
 from .profiles import SCALE_NOTES, budgets
 from .results import device_description, format_duration, read_results, source_commit, write_results
@@ -29,6 +30,8 @@ class Chapter:
     device: torch.device
     started: float = field(default_factory=time.time)
     glued: dict = field(default_factory=dict)
+    # aann.cache.USAGE when the chapter started: what its execution read from earlier runs is the difference
+    usage_at_start: dict = field(default_factory=lambda: dict(cache.USAGE))
 
     @property
     def quick(self) -> bool:
@@ -55,7 +58,7 @@ class Chapter:
         made = (f"on {device_description(self.device)}, {time.strftime('%Y-%m-%d', time.localtime(self.started))}, "
                 f"from commit {source_commit()}")
         if wall_time_s is not None:
-            made += f", in {format_duration(wall_time_s)}"
+            made += f", in {format_duration(wall_time_s)}{self._reuse()}"
         if self.quick:
             return (f"**This page was executed with the quick profile** {made}. Its budgets are small (minutes "
                     "on a CPU): the numbers show the methods at work, not the papers' scale, and some "
@@ -63,6 +66,24 @@ class Chapter:
         differs = SCALE_NOTES.get(self.name)
         return (f"**This page was executed with the full profile** (the papers' scale) {made}."
                 + (f" Where it differs from the papers' scale: {differs}" if differs else ""))
+
+    def _reuse(self) -> str:
+        """What this execution took from earlier runs: ``" (reading 93 trained networks from the
+        model cache; training 3)"``, or nothing where it trained and searched everything itself."""
+        used = {k: cache.USAGE[k] - self.usage_at_start.get(k, 0) for k in cache.USAGE}
+
+        def count(key, noun, plural):
+            return f"{used[key]} {noun if used[key] == 1 else plural}"
+
+        reads = [count(k, noun, plural) for k, noun, plural in (("networks read", "trained network", "trained networks"),
+                                                               ("searches read", "finished search", "finished searches"))
+                 if used.get(k)]
+        parts = [f"reading {' and '.join(reads)} from the model cache"] if reads else []
+        if reads and used.get("networks trained"):
+            parts.append(f"training {used['networks trained']}")
+        if used.get("searches resumed"):
+            parts.append(f"resuming {count('searches resumed', 'search', 'searches')} from a checkpoint")
+        return f" ({'; '.join(parts)})" if parts else ""
 
     def show_file(self, data: bytes, name: str, alt: str):
         """Write ``data`` (an animation, say) to ``_build/media/<chapter>/<name>`` and return the HTML

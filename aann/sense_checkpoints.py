@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from . import store
+from . import cache
 from .cache import state_fingerprint
 from .data import Split
 from .paths import cache_dir
@@ -62,6 +63,7 @@ def load_checkpoint(path: Path, config: SenseConfig, fingerprint: str, shorter: 
     if saved["initial"] != fingerprint or theirs != ours:
         raise ValueError(f"the checkpoint {path} belongs to another search (other initial network or "
                          "configuration); delete it or pass another checkpoint path")
+    cache.USAGE["searches read" if saved["state"]["step"] >= config.steps else "searches resumed"] += 1
     return saved["state"]
 
 

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 from aann.data import Split
 from aann.models import fold_batch_norm, get_model
-from aann.neighbours import (NeighbourEvaluator, Swaps, apply_swap, iter_neighbours, naive_accuracy,
-                             neighbourhood_size, sample_neighbours, scan, undo_swap)
+from aann.neighbours import (NeighbourEvaluator, Swaps, apply_swap, distinct_distances, iter_neighbours, naive_accuracy,
+                             neighbour_output_vectors, neighbour_weight_vectors, neighbourhood_size, sample_neighbours,
+                             scan, undo_swap)
 from aann.pruning import prune_to
 from aann.ternary import sparse_layers, ternarize, value_counts
 
@@ -204,6 +205,31 @@ def test_naive_reference_agrees_on_a_float32_forward():
     data = data_for(net)
     swaps = sample_neighbours(net, "fc", 5, seed=0)
     assert torch.equal(naive_accuracy(net, data, swaps), NeighbourEvaluator(net, data).evaluate(swaps))
+
+
+def test_output_vectors_are_each_swapped_networks_softmax_and_leave_the_network_as_it_was():
+    net = ternary_net(scale=0.5)
+    data = data_for(net, n=16)
+    swaps = sample_neighbours(net, "2.0", 4, seed=1)
+    before = _state(net)
+    out = neighbour_output_vectors(net, "2.0", swaps, data.x)
+    assert out.shape == (5, 16 * 10)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    for i in range(len(swaps)):
+        swapped = copy.deepcopy(net)
+        apply_swap(swapped, "2.0", swaps.src[i], swaps.dst[i])
+        assert torch.allclose(out[i + 1], torch.softmax(swapped(data.x), dim=1).flatten(), atol=1e-6)
+    assert torch.allclose(out[0], torch.softmax(net(data.x), dim=1).flatten(), atol=1e-6)
+
+
+def test_distinct_distances_tell_equidistant_points_from_structured_ones():
+    assert distinct_distances(torch.eye(6)) == (1, 1.0)  # every pair at sqrt(2)
+    n, share = distinct_distances(torch.tensor([[0.0], [1.0], [3.0], [7.0]]))
+    assert n == 6 and share == pytest.approx(1 / 6)
+    # neighbours of one layer share at most a few coordinates: few distinct distances
+    net = ternary_net()
+    x = neighbour_weight_vectors(net, "fc", sample_neighbours(net, "fc", 50, seed=0))
+    assert distinct_distances(x)[0] <= 4
 
 
 def test_dense_layers_are_refused():

@@ -92,3 +92,17 @@ def test_the_provenance_note_says_how_long_and_where_the_full_profile_leaves_the
     assert note.endswith(SCALE_NOTES["robustness"])
     assert "differs" not in Chapter("sparse_ternary", "full", torch.device("cpu")).provenance(10.0)
     assert "small" in Chapter("sparse_ternary", "quick", torch.device("cpu")).provenance(10.0)
+
+
+def test_the_provenance_note_says_what_the_execution_read_from_earlier_runs(monkeypatch):
+    import torch
+
+    from aann import cache
+    from aann.chapter import Chapter
+
+    monkeypatch.setattr(cache, "USAGE", cache.USAGE.__class__({"networks read": 5}))
+    chapter = Chapter("sparse_ternary", "full", torch.device("cpu"))
+    assert "reading" not in chapter.provenance(60.0)  # what came before the chapter started is not its own
+    cache.USAGE.update({"networks read": 93, "networks trained": 3, "searches read": 1})
+    assert chapter.provenance(60.0).endswith(
+        ", in 1.0 min (reading 93 trained networks and 1 finished search from the model cache; training 3).")

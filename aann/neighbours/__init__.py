@@ -25,9 +25,11 @@ prediction under every swap of the layer, so accuracies count it once rather tha
 the output layer (87.6 % for that trained net).
 """
 
-from .analysis import Scan, naive_accuracy, neighbour_summary, neighbour_weight_vectors, scan
+from .analysis import (Scan, distinct_distances, naive_accuracy, neighbour_output_vectors, neighbour_summary,
+                       neighbour_weight_vectors, scan)
 from .evaluator import NeighbourEvaluator
 from .swaps import Swaps, apply_swap, iter_neighbours, neighbourhood_size, sample_neighbours, undo_swap
 
 __all__ = ["Swaps", "neighbourhood_size", "sample_neighbours", "iter_neighbours", "apply_swap", "undo_swap",
-           "NeighbourEvaluator", "Scan", "scan", "naive_accuracy", "neighbour_weight_vectors", "neighbour_summary"]
+           "NeighbourEvaluator", "Scan", "scan", "naive_accuracy", "neighbour_weight_vectors",
+           "neighbour_output_vectors", "distinct_distances", "neighbour_summary"]

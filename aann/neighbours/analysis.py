@@ -15,7 +15,8 @@ from ..ternary import sparse_layer
 from .evaluator import NeighbourEvaluator
 from .swaps import Swaps, apply_swap
 
-__all__ = ["Scan", "scan", "naive_accuracy", "neighbour_weight_vectors", "neighbour_summary"]
+__all__ = ["Scan", "scan", "naive_accuracy", "neighbour_weight_vectors", "neighbour_output_vectors",
+           "distinct_distances", "neighbour_summary"]
 
 
 @dataclass
@@ -85,6 +86,37 @@ def neighbour_weight_vectors(model: nn.Module, layer: str, swaps: Swaps) -> torc
     x[rows, dst] = t[src]
     x[rows, src] = 0
     return x
+
+
+@torch.no_grad()
+def neighbour_output_vectors(model: nn.Module, layer: str, swaps: Swaps, x: torch.Tensor) -> torch.Tensor:
+    """What each network does with the images ``x``: its softmax outputs on them, flattened (row 0
+    the original, row i + 1 neighbour ``swaps[i]``; float32, on the CPU). Unlike the weight vectors,
+    in which two neighbours of a large layer almost always lie at one and the same distance, these
+    separate neighbours by how they change the network's answers."""
+    from .swaps import undo_swap
+
+    was_training = model.training
+    model.eval()
+    rows = [torch.softmax(model(x), dim=1).flatten().float().cpu()]
+    for src, dst in zip(swaps.src.tolist(), swaps.dst.tolist()):
+        saved = apply_swap(model, layer, src, dst)
+        try:
+            rows.append(torch.softmax(model(x), dim=1).flatten().float().cpu())
+        finally:
+            undo_swap(model, layer, src, dst, saved)
+    model.train(was_training)
+    return torch.stack(rows)
+
+
+def distinct_distances(x: torch.Tensor, decimals: int = 4) -> tuple[int, float]:
+    """How many distinct pairwise Euclidean distances the rows of ``x`` have (rounded to
+    ``decimals``), and the share of pairs at the commonest one: 1 and 1.0 for points that all lie
+    at the same distance from one another, which an embedding can only collapse."""
+    d = torch.cdist(x.double(), x.double())
+    iu = torch.triu_indices(len(x), len(x), offset=1)
+    values, counts = torch.unique(torch.round(d[iu[0], iu[1]], decimals=decimals), return_counts=True)
+    return len(values), float(counts.max()) / float(counts.sum())
 
 
 def neighbour_summary(accs: dict, base_acc: float) -> dict:
