@@ -31,9 +31,10 @@ __all__ = ["CACHE_VERSION", "USAGE", "config_key", "cache_path", "DamagedCacheEn
 # which moves trained networks by float rounding.
 CACHE_VERSION = 2
 
-# What this process took from the cache and what it made ("networks read", "networks trained";
-# aann.sense_checkpoints adds "searches read" and "searches resumed"): a chapter's provenance note
-# says how much of its execution was reading earlier work.
+# What this process took from the cache and what it made ("networks read", "networks trained",
+# "trainings resumed"; aann.robustness counts "sweeps read" and "sweeps made", aann.sense_checkpoints
+# "searches read" and "searches resumed"): a chapter's provenance note says how much of its
+# execution was reading earlier work.
 USAGE: collections.Counter = collections.Counter()
 
 
@@ -64,9 +65,10 @@ def _damage(entry, config: dict) -> str | None:
     return None
 
 
-def load(config: dict) -> tuple[dict, dict] | None:
+def load(config: dict, counted_as: str = "networks read") -> tuple[dict, dict] | None:
     """``(state_dict, meta)`` for ``config``, or None when it was never saved or cannot be used
-    (then a :class:`DamagedCacheEntryWarning` names the file and why)."""
+    (then a :class:`DamagedCacheEntryWarning` names the file and why). A hit adds one to
+    ``USAGE[counted_as]``."""
     path = cache_path(config)
     if not path.is_file():
         path = store.find(path.name)  # a network committed with the book (models/), read-only
@@ -76,7 +78,7 @@ def load(config: dict) -> tuple[dict, dict] | None:
         entry = torch.load(path, map_location="cpu", weights_only=True)
         problem = _damage(entry, config)
         if problem is None:
-            USAGE["networks read"] += 1
+            USAGE[counted_as] += 1
             return entry["state_dict"], json.loads(entry["meta_json"])
     except Exception as err:  # truncated, not a torch archive, unpicklable, bad JSON: all the same here
         problem = f"{type(err).__name__}: {err}".splitlines()[0]
@@ -85,7 +87,8 @@ def load(config: dict) -> tuple[dict, dict] | None:
     return None
 
 
-def save(config: dict, state_dict: dict, meta: dict | None = None) -> Path:
+def save(config: dict, state_dict: dict, meta: dict | None = None, counted_as: str = "networks trained") -> Path:
+    """Write the entry for ``config`` and add one to ``USAGE[counted_as]``."""
     path = cache_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = {
@@ -97,7 +100,7 @@ def save(config: dict, state_dict: dict, meta: dict | None = None) -> Path:
     tmp = path.with_suffix(".tmp")
     torch.save(entry, tmp)
     tmp.replace(path)  # atomic: an interrupted run never leaves half an entry
-    USAGE["networks trained"] += 1
+    USAGE[counted_as] += 1
     return path
 
 
@@ -146,6 +149,7 @@ def load_partial(config: dict) -> dict | None:
         elif entry.get("config_json") != json.dumps(config, sort_keys=True, default=str):
             problem = "it holds another configuration than the one it is named for"
         else:
+            USAGE["trainings resumed"] += 1
             return entry["state"]
     except Exception as err:
         problem = f"{type(err).__name__}: {err}".splitlines()[0]

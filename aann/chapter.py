@@ -76,11 +76,15 @@ class Chapter:
             return f"{used[key]} {noun if used[key] == 1 else plural}"
 
         reads = [count(k, noun, plural) for k, noun, plural in (("networks read", "trained network", "trained networks"),
+                                                               ("sweeps read", "finished sweep", "finished sweeps"),
                                                                ("searches read", "finished search", "finished searches"))
                  if used.get(k)]
-        parts = [f"reading {' and '.join(reads)} from the model cache"] if reads else []
+        listed = ", ".join(reads[:-1]) + (" and " if len(reads) > 1 else "") + (reads[-1] if reads else "")
+        parts = [f"reading {listed} from the model cache"] if reads else []
         if reads and used.get("networks trained"):
             parts.append(f"training {used['networks trained']}")
+        if used.get("trainings resumed"):
+            parts.append(f"resuming {count('trainings resumed', 'training', 'trainings')} from the last finished epoch")
         if used.get("searches resumed"):
             parts.append(f"resuming {count('searches resumed', 'search', 'searches')} from a checkpoint")
         return f" ({'; '.join(parts)})" if parts else ""

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 from torch import nn
+from tqdm import tqdm
 
+from . import cache
+from .data import Split
 from .perturbations import TREATMENTS, faults_grid, sweep, weight_layers
 
 __all__ = ["FINDINGS", "DENSE_ROBUST_MAX_DROP", "LINEAR_R2", "layer_kinds", "sweep_table", "curves",
@@ -34,9 +38,16 @@ def layer_kinds(model: nn.Module) -> dict[str, str]:
 
 
 def sweep_table(model: nn.Module, data, grids: dict, repeats: int, layers=None, seed: int = 0,
-                topk=(1, 5), progress: bool = True, **sweep_kwargs) -> pd.DataFrame:
+                topk=(1, 5), progress: bool = True, use_cache: bool = True, **sweep_kwargs) -> pd.DataFrame:
     """Every layer (or ``layers``) x treatment x amount of ``grids[treatment]`` x ``repeats``
-    independent draws, evaluated on ``data`` by ``aann.perturbations.sweep``."""
+    independent draws, evaluated on ``data`` by ``aann.perturbations.sweep``.
+
+    Layer by layer, so that a long sweep stopped halfway resumes at the next layer: with
+    ``use_cache`` and ``data`` a :class:`~aann.data.Split`, each layer's accuracies are kept in the
+    model cache under the network's exact weights, the images' fingerprint and everything that
+    draws the faults (a stream of batches has no fingerprint, so it is always swept afresh). A
+    layer swept alone computes exactly what the whole sweep computes for it: each fault's weights
+    come from its own seed, and a batch's perturbed copies are grouped per layer either way."""
     kinds = layer_kinds(model)
     layers = list(kinds) if layers is None else list(layers)
     treatments = [t for t in TREATMENTS if t in grids]
@@ -44,12 +55,31 @@ def sweep_table(model: nn.Module, data, grids: dict, repeats: int, layers=None, 
     if unknown:
         raise ValueError(f"unknown treatments {sorted(unknown)}; allowed: {', '.join(TREATMENTS)}")
     faults = faults_grid(layers, treatments, grids, repeats)
-    acc = sweep(model, data, faults, topk=topk, seed=seed, progress=progress, **sweep_kwargs)
+    if use_cache and isinstance(data, Split):
+        acc = np.zeros((len(faults), len(topk)))
+        for layer in tqdm(layers, desc="sweep layers", unit="layer", disable=not progress):
+            idx = [i for i, f in enumerate(faults) if f.layer == layer]
+            acc[idx] = _layer_sweep(model, data, [faults[i] for i in idx], topk, seed, sweep_kwargs)
+    else:
+        acc = sweep(model, data, faults, topk=topk, seed=seed, progress=progress, **sweep_kwargs)
     depth = {name: i for i, name in enumerate(kinds)}
     rows = [{"layer": f.layer, "depth": depth[f.layer], "kind": kinds[f.layer], "treatment": f.treatment,
              "amount": f.amount, "repeat": f.repeat, **{f"top{k}": a[j] for j, k in enumerate(topk)}}
             for f, a in zip(faults, acc)]
     return pd.DataFrame(rows)
+
+
+def _layer_sweep(model: nn.Module, data: Split, faults: list, topk, seed: int, sweep_kwargs: dict) -> np.ndarray:
+    """``sweep`` of one layer's faults, read from the model cache when it was run before."""
+    key = {"kind": "perturbation_sweep", "model": cache.state_fingerprint(model), "data": data.fingerprint(),
+           "faults": [(f.layer, f.treatment, f.amount, f.repeat) for f in faults], "topk": list(topk), "seed": seed,
+           "device": next(model.parameters()).device.type, "sweep_kwargs": {k: str(v) for k, v in sweep_kwargs.items()}}
+    hit = cache.load(key, counted_as="sweeps read")
+    if hit is not None:
+        return hit[0]["accuracy"].numpy()
+    acc = sweep(model, data, faults, topk=topk, seed=seed, progress=False, **sweep_kwargs)
+    cache.save(key, {"accuracy": torch.from_numpy(acc)}, counted_as="sweeps made")
+    return acc
 
 
 def curves(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:

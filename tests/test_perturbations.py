@@ -298,3 +298,24 @@ def test_imagenet_pipeline_on_the_sample_with_untrained_weights(tmp_path, monkey
     acc = sweep(model, loader, faults, progress=False)
     assert acc.shape == (3, 2) and np.all(acc <= 1)
     assert np.all(acc[1] <= 0.05)  # every output 0: any 5 of the 1000 classes hold at most 5 of the 100 images
+
+
+def test_sweep_table_layer_by_layer_equals_one_sweep_and_resumes_from_the_cache(alexnet, images, monkeypatch):
+    from aann import cache, robustness
+    grids = {"synapse_knockout": [0.0, 0.5], "gaussian": [1.0]}
+    whole = sweep_table(alexnet, images, grids, repeats=2, layers=["conv5", "dense3"], progress=False, use_cache=False)
+    before = dict(cache.USAGE)
+    made = sweep_table(alexnet, images, grids, repeats=2, layers=["conv5", "dense3"], progress=False)
+    # the same arithmetic by construction (each fault's draw, the per-layer groups): equal, not close
+    pd.testing.assert_frame_equal(made, whole)
+    assert cache.USAGE["sweeps made"] - before.get("sweeps made", 0) == 2
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("a cached layer was swept again")
+
+    monkeypatch.setattr(robustness, "sweep", no_sweep)
+    read = sweep_table(alexnet, images, grids, repeats=2, layers=["conv5", "dense3"], progress=False)
+    pd.testing.assert_frame_equal(read, whole)
+    assert cache.USAGE["sweeps read"] - before.get("sweeps read", 0) == 2
+    with pytest.raises(AssertionError, match="swept again"):  # other faults are not in the cache
+        sweep_table(alexnet, images, {"gaussian": [2.0]}, repeats=1, layers=["conv5"], progress=False)

@@ -106,3 +106,7 @@ def test_the_provenance_note_says_what_the_execution_read_from_earlier_runs(monk
     cache.USAGE.update({"networks read": 93, "networks trained": 3, "searches read": 1})
     assert chapter.provenance(60.0).endswith(
         ", in 1.0 min (reading 93 trained networks and 1 finished search from the model cache; training 3).")
+    cache.USAGE.update({"sweeps read": 16, "trainings resumed": 1})
+    assert chapter.provenance(60.0).endswith(
+        ", in 1.0 min (reading 93 trained networks, 16 finished sweeps and 1 finished search from the model cache; "
+        "training 3; resuming 1 training from the last finished epoch).")
