@@ -305,7 +305,9 @@ def test_a_published_page_shows_its_stored_run(chapter):
     text = (ROOT / "_build" / "html" / f"{chapter}.html").read_text()
     assert "executed with the full profile" in text and run["commit"][:10] in text and run["date"] in text
     parser = _Tables()
-    parser.feed(html_lib.unescape(text.split("aper vs. this book", 1)[-1]))
+    section = 'id="paper-vs-this-book"'  # the heading's section, not its entry in the page's contents
+    assert section in text, f"{chapter}: no section headed 'Paper vs. this book'"
+    parser.feed(html_lib.unescape(text.split(section, 1)[1]))
     assert parser.tables, f"{chapter}: no table after its paper vs. this book heading"
     assert unmatched_numbers(parser.tables[0], run["metrics"]) == [], chapter
 
