@@ -91,21 +91,15 @@ def record_training(data: dict[str, Split], config: TrainConfig, samples: Split,
                     device=None) -> tuple[nn.Module, dict, torch.Tensor]:
     """Train as ``train_classifier`` does and capture h of ``samples`` before training and after
     every epoch: returns ``(model, meta, record)`` with ``record`` of shape
-    (epochs + 1) x len(samples) x N_h. Record and model are cached together."""
+    (epochs + 1) x len(samples) x N_h. Record and model are cached together, and a stopped
+    training resumes with the epochs it recorded."""
     from .models import get_model
 
-    probe = get_model(config.model, **config.model_kwargs)
-    layers = check_layers(probe, layers if layers is not None else default_layers(probe))
-    key = {"algorithm": "record_training", "training": training_key(data, config, seed),
-           "samples": samples.fingerprint(), "layers": layers}
-    record = []
-
-    def train():  # trains (and caches) the classifier, recording every epoch's activations
-        train_classifier(data, config, seed=seed, device=device,
-                         on_epoch=lambda epoch, net: record.append(capture(net, samples.x, layers)[0]))
-        return {"record": torch.stack(record)}, {}
-
-    state, _ = cache.memoized(key, train)
-    model, meta = train_classifier(data, config, seed=seed, device=device)  # the model cached beside the record
-    record = state["record"].to(samples.x.device)
+    untrained = get_model(config.model, **config.model_kwargs)
+    layers = check_layers(untrained, layers if layers is not None else default_layers(untrained))
+    what = {"record": "hidden activations", "samples": samples.fingerprint(), "layers": layers}
+    model, meta = train_classifier(data, config, seed=seed, device=device,
+                                   probe=(what, lambda net: capture(net, samples.x, layers)[0]))
+    meta = dict(meta)
+    record = meta.pop("probe").to(samples.x.device)
     return model, meta, record

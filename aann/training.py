@@ -205,72 +205,86 @@ def training_key(data: dict[str, Split], config: TrainConfig, seed: int) -> dict
 
 def train_classifier(data: dict[str, Split], config: TrainConfig, seed: int = 0, device=None,
                      use_cache: bool = True, progress: bool = True,
-                     on_epoch: Callable[[int, nn.Module], None] | None = None) -> tuple[nn.Module, dict]:
+                     probe: tuple[dict, Callable[[nn.Module], torch.Tensor]] | None = None) -> tuple[nn.Module, dict]:
     """Train ``config.model`` on ``data["train"]``; ``data["val"]`` is measured after each epoch
     (nothing is selected on it). Cached under a hash of the configuration, the seed and the
     training data. Returns the model (eval mode) and ``{"val_acc", "history": {"val_acc": [...]}}``.
 
-    ``on_epoch(epoch, model)`` is called before training (epoch 0) and after each epoch; because it
-    must see the training happen, a cached model is then not loaded (the new one is still saved).
+    ``probe = (what, measure)`` watches the training happen: ``measure(model)`` (a tensor) is taken
+    before training and after every epoch, kept with the model, and returned stacked (epochs + 1
+    first) as ``meta["probe"]``; ``what`` (JSON-able) says what it measures and joins the cache key.
 
-    A stopped training resumes: after each epoch the model, optimizer, scheduler, history and random
-    state are saved beside the cache entry (``cache.partial_path``), and the next call with the
-    same configuration goes on from there, on the same trajectory as an uninterrupted run.
+    A stopped training resumes: after each epoch the model, optimizer, scheduler, history (probes
+    included) and random state are saved beside the cache entry (``cache.partial_path``), and the
+    next call with the same configuration goes on from there, on the same trajectory as an
+    uninterrupted run.
     """
     from .models import get_model
 
     device = device or data["train"].x.device
-    key = training_key(data, config, seed)
+    key = training_key(data, config, seed) | ({"probe": probe[0]} if probe is not None else {})
     seed_everything(seed)
     model = get_model(config.model, **config.model_kwargs).to(device)
-    resume = use_cache and on_epoch is None
-    state, meta = cache.memoized(key, lambda: _train(model, data, config, seed, progress, on_epoch,
-                                                     key if resume else None),
-                                 read=resume, write=use_cache)
-    if resume:
+    measure = probe[1] if probe is not None else None
+    state, meta = cache.memoized(key, lambda: _train(model, data, config, seed, progress, measure,
+                                                     key if use_cache else None),
+                                 read=use_cache, write=use_cache)
+    if use_cache:
         cache.drop_partial(key)  # only now: the finished entry is saved
+    state = dict(state)
+    probed = state.pop(PROBE_KEY, None)
     model.load_state_dict(state)
+    if probed is not None:
+        meta = {**meta, "probe": probed.to(device)}
     return model.eval(), meta
 
 
+PROBE_KEY = "_probe"  # the probes' entry in a cached state dict (not a parameter of the model)
+
+
 def _train(model: nn.Module, data: dict[str, Split], config: TrainConfig, seed: int, progress: bool,
-           on_epoch: Callable[[int, nn.Module], None] | None, resume_key: dict | None = None) -> tuple[dict, dict]:
-    """``train_classifier``'s training, in place: returns the trained state and its metadata.
-    With ``resume_key``, each finished epoch is saved under it and a saved one is continued."""
+           measure: Callable[[nn.Module], torch.Tensor] | None, resume_key: dict | None = None) -> tuple[dict, dict]:
+    """``train_classifier``'s training, in place: returns the trained state (with the stacked
+    probes under ``PROBE_KEY``) and its metadata. With ``resume_key``, each finished epoch is saved
+    under it and a saved one is continued."""
     train, val = data["train"], data["val"]
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                             fused=next(model.parameters()).is_cuda)  # one update kernel on a GPU
     sched = config.scheduler(opt, -(-len(train) // config.batch_size))
     augment, loss_fn = config.augmentation(), LOSSES[config.loss]
     history = {"val_acc": []}
+    probes = []
     bar = tqdm(total=config.epochs * len(train), desc=f"train {config.model} seed {seed}", unit="img",
                unit_scale=True, disable=not progress, mininterval=5)
     first = 0
     saved = cache.load_partial(resume_key) if resume_key is not None else None
     if saved is not None:
         first = _restore(saved, model, opt, sched)
-        history = saved["history"]
+        history, probes = saved["history"], saved["probes"]
         bar.update(first * len(train))
-    if on_epoch is not None:
-        on_epoch(0, model.eval())
+    elif measure is not None:
+        probes.append(measure(model.eval()))  # before training
     for e in range(first, config.epochs):
         train_epoch(model, train, opt, config.batch_size, seed * 1000 + e, sched, bar, augment, loss_fn)
         history["val_acc"].append(accuracy(model, val))
-        if on_epoch is not None:
-            on_epoch(e + 1, model.eval())
+        if measure is not None:
+            probes.append(measure(model.eval()))
         if resume_key is not None and e + 1 < config.epochs:
-            cache.save_partial(resume_key, _snapshot(e + 1, model, opt, sched, history))
+            cache.save_partial(resume_key, _snapshot(e + 1, model, opt, sched, history, probes))
     bar.close()
     meta = {"val_acc": history["val_acc"][-1] if history["val_acc"] else accuracy(model, val), "history": history}
-    return model.state_dict(), meta
+    state = model.state_dict()
+    if measure is not None:
+        state = {**state, PROBE_KEY: torch.stack(probes)}
+    return state, meta
 
 
-def _snapshot(epoch: int, model: nn.Module, opt, sched, history: dict) -> dict:
+def _snapshot(epoch: int, model: nn.Module, opt, sched, history: dict, probes: list) -> dict:
     """Everything a resumed training needs to go on as if it had never stopped. The batch order and
     augmentation are seeded per epoch; the global random state covers the rest (dropout)."""
     cuda = next(model.parameters()).is_cuda
     return {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict() if sched is not None else None, "history": history,
+            "scheduler": sched.state_dict() if sched is not None else None, "history": history, "probes": probes,
             "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state() if cuda else None}
 
 

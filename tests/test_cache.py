@@ -7,6 +7,7 @@ import torch
 
 from aann import cache
 from aann.cache import DamagedCacheEntryWarning
+from aann.models import get_model
 from aann.training import TrainConfig, train_classifier, training_key
 
 CONFIG = {"algorithm": "test", "n": 3}
@@ -137,3 +138,35 @@ def test_an_unreadable_partial_training_is_named_and_training_starts_over(tiny_m
     with pytest.warns(DamagedCacheEntryWarning, match=re.escape(str(path))):
         train_classifier(tiny_mnist_like, config, seed=0, progress=False)
     assert not path.exists()
+
+
+def test_a_stopped_recorded_training_resumes_with_the_epochs_it_recorded(tiny_mnist_like, monkeypatch):
+    """``record_training`` (the activations of fixed samples before training and after every epoch)
+    resumes like any training: the record of a stopped and resumed run equals the uninterrupted one."""
+    from aann import training
+    from aann.activations import capture, default_layers, record_training
+
+    config = TrainConfig(model="elu_mlp", epochs=3, batch_size=128, schedule="triangular", cycle_epochs=1)
+    samples = tiny_mnist_like["train"].subset(20, seed=1)
+    layers = default_layers(get_model("elu_mlp"))
+    whole, whole_meta = train_classifier(tiny_mnist_like, config, seed=0, progress=False, use_cache=False,
+                                         probe=({}, lambda net: capture(net, samples.x, layers)[0]))
+    real_epoch, epochs_run = training.train_epoch, []
+
+    def stop_in_third(*args, **kwargs):
+        epochs_run.append(args[4])
+        if len(epochs_run) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", stop_in_third)
+    with pytest.raises(KeyboardInterrupt):
+        record_training(tiny_mnist_like, config, samples, seed=0)
+    epochs_run.clear()
+    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: (epochs_run.append(a[4]), real_epoch(*a, **k))[1])
+    model, meta, record = record_training(tiny_mnist_like, config, samples, seed=0)
+    assert epochs_run == [2]
+    assert record.shape == (4, 20, sum(capture(model, samples.x[:1], layers)[0].shape[1:]))
+    assert torch.equal(record, whole_meta["probe"])
+    assert meta == {k: v for k, v in whole_meta.items() if k != "probe"}
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), model.state_dict().values()))
