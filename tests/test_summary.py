@@ -26,7 +26,7 @@ def test_verdict_rules():
 # The committed full-profile results, read as the landing page reads them: (paper, this book, verdict).
 # A rerun of a chapter's full profile that moves a number updates this list, visibly.
 COMMITTED = [
-    ("99.0%", "98.3%", "partly"), ("89.0%", "86.8%", "partly"), ("holds", "holds", "reproduced"),
+    ("99.0%", "98.3%", "partly"), ("89.0%", "86.9%", "partly"), ("holds", "holds", "reproduced"),
     ("+3.00%", "+0.46% (test: +0.00%)", "not reproduced"), ("63.4%", "57.4%", "partly"),
     ("-", "93.6%", "no number in the paper"), ("74.0%", "41.6%", "not reproduced"),
     ("-", "853", "no number in the paper"), ("holds", "holds", "reproduced"),
