@@ -77,6 +77,15 @@ def edition_sources(edition: str) -> dict[str, tuple[Path, Path]]:
     return sources
 
 
+def _relative_to_root(path: str) -> str:
+    """``path`` relative to the repository (``_build/executed/x.ipynb``), or its file name alone
+    where it lies outside."""
+    try:
+        return Path(path).resolve().relative_to(project_root().resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
 def store_execution(chapter: str) -> Path:
     """Keep the chapter's last execution as its published edition: ``_build/executed/<chapter>.ipynb``
     and the results file it wrote (``_build/results/<chapter>.json``) copied to ``results/full/``,
@@ -108,6 +117,9 @@ def store_execution(chapter: str) -> Path:
         raise ValueError(f"{results} was written at {written:%Y-%m-%d %H:%M:%S} UTC, outside the execution of "
                          f"{executed} ({start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC): they are not one run")
     nb.metadata["aann"] = {k: run.get(k) for k in ("profile", "device", "date", "commit", "wall_time_s")}
+    for k in ("input_path", "output_path"):  # papermill's absolute paths name the machine: keep them relative
+        if record.get(k):
+            record[k] = _relative_to_root(record[k])
     out = full_results_dir()
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / f"{chapter}.ipynb")

@@ -1,6 +1,8 @@
 """The chapter scheduler of ``aann.build``, on a tiny book of its own (real papermill, real kernels)."""
 
 import json
+from pathlib import Path
+
 import pytest
 
 from aann import build
@@ -114,6 +116,9 @@ def test_only_a_full_profile_execution_is_published(one_chapter_book):
     run = json.loads((one_chapter_book / "results" / "full" / "stored.json").read_text())
     assert meta["profile"] == run["profile"] == "full" and meta["device"] == run["device"]
     assert meta["commit"] == run["commit"] and meta["wall_time_s"] == 1.0
+    papermill = nbformat.read(path, as_version=4).metadata["papermill"]  # no path of the machine it ran on
+    assert (papermill["input_path"], papermill["output_path"]) == ("_build/notebooks/stored.ipynb",
+                                                                  "_build/executed/stored.ipynb")
     assert (one_chapter_book / "results" / "full" / "media" / "stored" / "lap.gif").read_text() == "full"
     assert 'src="_static/media/stored/lap.gif"' in nbformat.read(path, as_version=4).cells[-1].outputs[0]["data"]["text/html"]
     with pytest.raises(ValueError, match="edition must be one of"):
@@ -197,3 +202,14 @@ def test_the_published_edition_takes_the_last_execution_of_a_chapter_not_yet_sto
         one_chapter_book / "results" / "full" / "stored.ipynb", one_chapter_book / "results" / "full" / "media" / "stored")
     build.main(["execute", "--unpublished"])
     assert "nothing to execute" in capsys.readouterr().out
+
+
+def test_stored_executions_name_no_path_of_the_machine_they_ran_on():
+    import nbformat
+
+    from aann.paths import full_results_dir
+
+    for path in sorted(full_results_dir().glob("*.ipynb")):
+        record = nbformat.read(path, as_version=4).metadata.get("papermill", {})
+        for key in ("input_path", "output_path"):
+            assert not Path(record.get(key) or "").is_absolute(), f"{path.name}: papermill's {key} is {record[key]}"
