@@ -46,7 +46,8 @@ class Chapter:
         wall time since the start; and the page's provenance note (``provenance``), glued now that
         the wall time is known (the page shows it under its title all the same)."""
         wall_time_s = time.time() - self.started
-        path = write_results(self.name, metrics, profile=self.profile, device=self.device, wall_time_s=wall_time_s)
+        path = write_results(self.name, metrics, profile=self.profile, device=self.device, wall_time_s=wall_time_s,
+                             reused=self.reused())
         self.glue(provenance=self.provenance(wall_time_s))
         return path
 
@@ -58,7 +59,8 @@ class Chapter:
         made = (f"on {device_description(self.device)}, {time.strftime('%Y-%m-%d', time.localtime(self.started))}, "
                 f"from commit {source_commit()}")
         if wall_time_s is not None:
-            made += f", in {format_duration(wall_time_s)}{self._reuse()}"
+            reused = self.reused()
+            made += f", in {format_duration(wall_time_s)}" + (f" ({reused})" if reused else "")
         if self.quick:
             return (f"**This page was executed with the quick profile** {made}. Its budgets are small (minutes "
                     "on a CPU): the numbers show the methods at work, not the papers' scale, and some "
@@ -67,9 +69,9 @@ class Chapter:
         return (f"**This page was executed with the full profile** (the papers' scale) {made}."
                 + (f" Where it differs from the papers' scale: {differs}" if differs else ""))
 
-    def _reuse(self) -> str:
-        """What this execution took from earlier runs: ``" (reading 93 trained networks from the
-        model cache; training 3)"``, or nothing where it trained and searched everything itself."""
+    def reused(self) -> str:
+        """What this execution took from earlier runs: ``"reading 93 trained networks from the
+        model cache; training 3"``, or "" where it trained and searched everything itself."""
         used = {k: cache.USAGE[k] - self.usage_at_start.get(k, 0) for k in cache.USAGE}
 
         def count(key, noun, plural):
@@ -87,7 +89,7 @@ class Chapter:
             parts.append(f"resuming {count('trainings resumed', 'training', 'trainings')} from the last finished epoch")
         if used.get("searches resumed"):
             parts.append(f"resuming {count('searches resumed', 'search', 'searches')} from a checkpoint")
-        return f" ({'; '.join(parts)})" if parts else ""
+        return "; ".join(parts)
 
     def show_file(self, data: bytes, name: str, alt: str):
         """Write ``data`` (an animation, say) to ``_build/media/<chapter>/<name>`` and return the HTML

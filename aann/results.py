@@ -1,7 +1,8 @@
 """Each chapter's key numbers, written to ``_build/results/<chapter>.json``.
 
 Format: ``{"profile", "device", "versions", "commit", "date", "metrics": {flat key: number},
-"wall_time_s"?}``.
+"wall_time_s"?, "reused"?}`` (``reused``: what the run read from earlier runs instead of computing
+it, in words, e.g. "reading 96 trained networks from the model cache").
 Tests, the README and ``results/full/`` read the same files.
 """
 
@@ -71,7 +72,7 @@ def under(prefix: str, metrics: dict) -> dict:
 
 
 def write_results(chapter: str, metrics: dict, profile: str, device, wall_time_s: float | None = None,
-                  out_dir: Path | None = None) -> Path:
+                  out_dir: Path | None = None, reused: str = "") -> Path:
     """Validate and write the results file; return its path."""
     clean = {}
     for key, value in metrics.items():
@@ -87,6 +88,8 @@ def write_results(chapter: str, metrics: dict, profile: str, device, wall_time_s
                "commit": source_commit(), "date": datetime.date.today().isoformat(), "metrics": clean}
     if wall_time_s is not None:
         payload["wall_time_s"] = round(float(wall_time_s), 1)
+    if reused:
+        payload["reused"] = reused
     out_dir = Path(out_dir) if out_dir else results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{chapter}.json"

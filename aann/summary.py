@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 from .paths import full_results_dir
-from .results import read_results
+from .results import format_duration, read_results
 
-__all__ = ["VERDICTS", "Claim", "CLAIMS", "verdict", "glance_rows", "glance_markdown", "runs_markdown"]
+__all__ = ["VERDICTS", "PAPERS", "Claim", "CLAIMS", "verdict", "glance_rows", "glance_markdown", "runs_markdown"]
 
 # How close "partly" is: within this fraction of the paper's number (relative, one rule for every
 # claim, so that no claim gets a margin of its own choosing).
@@ -26,6 +26,17 @@ VERDICTS = {
     "partly": f"worse than the paper's number by less than {PARTLY:.0%} of it",
     "not reproduced": f"worse by {PARTLY:.0%} of the paper's number or more, or the paper's finding does not hold",
     "no number in the paper": "the paper does not report this number (or does not do this at all)",
+}
+
+
+# The paper each chapter reproduces: the landing page groups the claims under them.
+PAPERS = {
+    "sparse_ternary": "Talukder, Raghavan & Yue: architecture agnostic neural networks",
+    "architecture_manifold": "Talukder, Raghavan & Yue: architecture agnostic neural networks",
+    "sense": "Talukder, Raghavan & Yue: architecture agnostic neural networks",
+    "car_racing": "Talukder, Raghavan & Yue: architecture agnostic neural networks",
+    "robustness": "Cheney, Schrimpf & Kreiman: robustness to internal perturbations",
+    "self_introspection": "Pardo et al.: self-introspection",
 }
 
 
@@ -62,7 +73,8 @@ CLAIMS = (
     Claim("sparse_ternary", "psiren-accuracy", "Fashion-MNIST, 90 % sparse: test accuracy (read off Fig. 12)",
           0.890, _key("fashion_mnist/90/test_acc_mean")),
     Claim("architecture_manifold", "neighbours-fig3",
-          "first neighbours better than the trained net: more in higher layers than in 1.0 (Fig. 3)", None,
+          "first neighbours better than the trained net: more in the higher layers (2.0, fc) than in the first "
+          "convolution (1.0) (Fig. 3)", None,
           lambda m: float(m["2.0/frac_better"] > m["1.0/frac_better"] and m["fc/frac_better"] > m["1.0/frac_better"]),
           show="{:.0f}", finding=True),
     # the paper measured its gain on the split it selected on (test, in its Alg. 2): here that split is validation
@@ -84,14 +96,16 @@ CLAIMS = (
           None, _held("alexnet_cifar/finding/node_worse_than_synapse"), show="{:.0f}", finding=True),
     Claim("robustness", "robustness-vs-paper", "conv3-5 keep at least 89.5 % of their accuracy at 50 % synapse knockout (Fig. 1)",
           0.708 / 0.791, _key("alexnet_cifar/synapse50/conv3_5_min_retained")),
-    Claim("robustness", "robustness-vs-paper", "VGG-16 after block3.conv1: largest loss at Gaussian m = 1 (Fig. 5)",
+    Claim("robustness", "robustness-vs-paper", "VGG-16 after block3.conv1: largest loss of top-1 accuracy at Gaussian m = 1, smaller is more "
+          "robust (Fig. 5)",
           0.0503, _key("vgg_cifar/gauss1/upper_max_loss"), show="{:.2%}", higher=False),
     Claim("self_introspection", "introspection-models", "Net1 test accuracy (MNIST, Table 1)",
           0.9657, _key("net1/test_acc")),
     Claim("self_introspection", "introspection-models", "Net2 test accuracy (CIFAR-10, Table 1)",
           0.762, _key("net2/test_acc")),
     Claim("self_introspection", "introspection-violins",
-          "estimated error of misclassified MNIST digits: orders of magnitude above correct ones (Fig. 7)",
+          "estimated error of misclassified MNIST digits: orders of magnitude above correct ones, the gap of "
+          "the medians of log10 e (Fig. 7)",
           2.0, _key("violin/mnist/median_gap"), show="{:.2f}"),
     Claim("self_introspection", "introspection-detector",
           "the error estimator as a misclassification detector, MNIST: AUROC",
@@ -148,12 +162,18 @@ def glance_rows(folder: Path | None = None) -> list[dict]:
 
 
 def glance_markdown(folder: Path | None = None) -> str:
-    """The results-at-a-glance table as MyST Markdown (links to the sections), with the verdict rules."""
-    lines = ["| claim | paper | this book (full profile) | verdict | where |", "| --- | --- | --- | --- | --- |"]
+    """The results-at-a-glance tables as MyST Markdown, one per paper (``PAPERS``), each row linking
+    to its section (named by its chapter), with the verdict rules."""
+    lines, paper = [], None
     for r in glance_rows(folder):
-        lines.append(f"| {r['claim']} | {r['paper']} | {r['this book']} | {r['verdict']} | {{ref}}`{r['section']}` |")
+        if PAPERS[r["chapter"]] != paper:
+            paper = PAPERS[r["chapter"]]
+            lines += ["", f"### {paper}", "", "| claim | paper | this book (full profile) | verdict | where |",
+                      "| --- | --- | --- | --- | --- |"]
+        where = f"{{ref}}`{r['chapter'].replace('_', ' ')} <{r['section']}>`"
+        lines.append(f"| {r['claim']} | {r['paper']} | {r['this book']} | {r['verdict']} | {where} |")
     rules = "; ".join(f"*{k}*: {v}" for k, v in VERDICTS.items())
-    return "\n".join(lines) + f"\n\nVerdicts: {rules}.\n"
+    return "\n".join(lines).lstrip("\n") + f"\n\nVerdicts: {rules}.\n"
 
 
 def runs_markdown(folder: Path | None = None) -> str:
@@ -166,7 +186,9 @@ def runs_markdown(folder: Path | None = None) -> str:
     lines = ["| chapter | device | date | commit | wall time |", "| --- | --- | --- | --- | --- |"]
     for name in chapters():
         run = _full_run(name, folder)
-        wall = f"{run['wall_time_s'] / 60:.0f} min" if "wall_time_s" in run else "not recorded"
-        lines.append(f"| {{doc}}`{name}` | {run['device']} | {run.get('date', 'not recorded')} | "
-                     f"{run.get('commit', 'not recorded')} | {wall} |")
+        wall = format_duration(run["wall_time_s"]) if "wall_time_s" in run else "not recorded"
+        if run.get("reused"):
+            wall += f" ({run['reused']})"
+        date = run.get("date", "not recorded").replace("-", "\u2011")  # non-breaking hyphens: one line
+        lines.append(f"| {{doc}}`{name}` | {run['device']} | {date} | {run.get('commit', 'not recorded')} | {wall} |")
     return "\n".join(lines) + "\n"

@@ -110,3 +110,20 @@ def test_the_provenance_note_says_what_the_execution_read_from_earlier_runs(monk
     assert chapter.provenance(60.0).endswith(
         ", in 1.0 min (reading 93 trained networks, 16 finished sweeps and 1 finished search from the model cache; "
         "training 3; resuming 1 training from the last finished epoch).")
+
+
+def test_a_results_file_says_what_the_run_read_from_earlier_runs(tmp_path, monkeypatch):
+    import shutil
+
+    from aann.paths import full_results_dir
+    from aann.summary import runs_markdown
+
+    write_results("sense", {"a": 1.0}, profile="full", device="cpu", wall_time_s=90.0, out_dir=tmp_path / "full",
+                  reused="reading 1 finished search from the model cache")
+    assert read_results("sense", tmp_path / "full")["reused"] == "reading 1 finished search from the model cache"
+    write_results("robustness", {"a": 1.0}, profile="full", device="cpu", out_dir=tmp_path / "full")
+    assert "reused" not in read_results("robustness", tmp_path / "full")  # nothing read: no field
+    for other in full_results_dir().glob("*.json"):
+        if not (tmp_path / "full" / other.name).exists():
+            shutil.copy(other, tmp_path / "full")
+    assert "| 1.5 min (reading 1 finished search from the model cache) |" in runs_markdown(tmp_path / "full")

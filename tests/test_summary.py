@@ -6,7 +6,7 @@ import pytest
 
 from aann.build import book_dir
 from aann.paths import full_results_dir
-from aann.summary import CLAIMS, Claim, glance_markdown, glance_rows, runs_markdown, verdict
+from aann.summary import CLAIMS, PAPERS, Claim, glance_markdown, glance_rows, runs_markdown, verdict
 
 FULL = full_results_dir()
 
@@ -50,7 +50,9 @@ def test_the_landing_table_shows_the_committed_full_profile_numbers():
             assert row["this book"].startswith(claim.show.format(ours)), row
         assert row["verdict"] == verdict(claim, ours)
     table = glance_markdown()
-    assert table.count("\n|") == len(CLAIMS) + 1  # header rule + one line per claim
+    papers = {PAPERS[c.chapter] for c in CLAIMS}
+    assert table.count("\n|") == len(CLAIMS) + 2 * len(papers)  # per paper a header and a rule; a line per claim
+    assert all(f"### {paper}" in table for paper in papers)
 
 
 def test_every_claim_links_to_a_section_of_its_chapter():
