@@ -84,7 +84,8 @@ def bench_markdown(folder: Path | None = None) -> str:
 def execution_times_markdown(bench_folder: Path | None = None, full_folder: Path | None = None) -> str:
     """A table of each chapter's wall time per profile: a column per ``bench_chapters_*.json`` (one
     profile on one machine, ``benchmarks/bench_chapters.py``) and one for the stored full-profile
-    runs (``results/full/<chapter>.json``, each with the machine it ran on)."""
+    runs (``results/full/<chapter>.json``, each with the machine it ran on and what it read from
+    earlier runs instead of computing it)."""
     from .build import chapters
     from .paths import full_results_dir
 
@@ -101,7 +102,7 @@ def execution_times_markdown(bench_folder: Path | None = None, full_folder: Path
         if path.is_file():
             run = json.loads(path.read_text())
             if "wall_time_s" in run:
-                full[name] = f"{format_duration(run['wall_time_s'])} ({run['device']})"
+                full[name] = f"{format_duration(run['wall_time_s'])} ({'; '.join(filter(None, [run['device'], run.get('reused')]))})"
     header = ["chapter", *columns, "full profile (machine)"]
     lines = ["| " + " | ".join(header) + " |", "| --- " * len(header) + "|"]
     rows = [[name, *(format_duration(c[name]) if name in c else "" for c in columns.values()), full.get(name, "not stored")]
