@@ -56,10 +56,14 @@ def sweep_table(model: nn.Module, data, grids: dict, repeats: int, layers=None, 
         raise ValueError(f"unknown treatments {sorted(unknown)}; allowed: {', '.join(TREATMENTS)}")
     faults = faults_grid(layers, treatments, grids, repeats)
     if use_cache and isinstance(data, Split):
+        # what every layer's entry shares, hashed once: the exact weights, the images, the draws
+        shared = {"kind": "perturbation_sweep", "model": cache.state_fingerprint(model), "data": data.fingerprint(),
+                  "topk": list(topk), "seed": seed, "device": next(model.parameters()).device.type,
+                  "sweep_kwargs": {k: str(v) for k, v in sweep_kwargs.items()}}
         acc = np.zeros((len(faults), len(topk)))
         for layer in tqdm(layers, desc="sweep layers", unit="layer", disable=not progress):
             idx = [i for i, f in enumerate(faults) if f.layer == layer]
-            acc[idx] = _layer_sweep(model, data, [faults[i] for i in idx], topk, seed, sweep_kwargs)
+            acc[idx] = _layer_sweep(model, data, [faults[i] for i in idx], topk, seed, sweep_kwargs, shared)
     else:
         acc = sweep(model, data, faults, topk=topk, seed=seed, progress=progress, **sweep_kwargs)
     depth = {name: i for i, name in enumerate(kinds)}
@@ -69,11 +73,11 @@ def sweep_table(model: nn.Module, data, grids: dict, repeats: int, layers=None, 
     return pd.DataFrame(rows)
 
 
-def _layer_sweep(model: nn.Module, data: Split, faults: list, topk, seed: int, sweep_kwargs: dict) -> np.ndarray:
-    """``sweep`` of one layer's faults, read from the model cache when it was run before."""
-    key = {"kind": "perturbation_sweep", "model": cache.state_fingerprint(model), "data": data.fingerprint(),
-           "faults": [(f.layer, f.treatment, f.amount, f.repeat) for f in faults], "topk": list(topk), "seed": seed,
-           "device": next(model.parameters()).device.type, "sweep_kwargs": {k: str(v) for k, v in sweep_kwargs.items()}}
+def _layer_sweep(model: nn.Module, data: Split, faults: list, topk, seed: int, sweep_kwargs: dict,
+                 shared: dict) -> np.ndarray:
+    """``sweep`` of one layer's faults, read from the model cache when it was run before (under
+    ``shared`` and the faults)."""
+    key = {**shared, "faults": [(f.layer, f.treatment, f.amount, f.repeat) for f in faults]}
     hit = cache.load(key, counted_as="sweeps read")
     if hit is not None:
         return hit[0]["accuracy"].numpy()

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from . import store
-from . import cache
+from . import cache, store
 from .cache import state_fingerprint
 from .data import Split
 from .paths import cache_dir

@@ -30,11 +30,9 @@ VERDICTS = {
 
 
 # The paper each chapter reproduces: the landing page groups the claims under them.
+_AANN = "Talukder, Raghavan & Yue: architecture agnostic neural networks"
 PAPERS = {
-    "sparse_ternary": "Talukder, Raghavan & Yue: architecture agnostic neural networks",
-    "architecture_manifold": "Talukder, Raghavan & Yue: architecture agnostic neural networks",
-    "sense": "Talukder, Raghavan & Yue: architecture agnostic neural networks",
-    "car_racing": "Talukder, Raghavan & Yue: architecture agnostic neural networks",
+    **dict.fromkeys(("sparse_ternary", "architecture_manifold", "sense", "car_racing"), _AANN),
     "robustness": "Cheney, Schrimpf & Kreiman: robustness to internal perturbations",
     "self_introspection": "Pardo et al.: self-introspection",
 }
