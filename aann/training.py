@@ -258,9 +258,11 @@ def _train(model: nn.Module, data: dict[str, Split], config: TrainConfig, seed: 
                unit_scale=True, disable=not progress, mininterval=5)
     first = 0
     saved = cache.load_partial(resume_key) if resume_key is not None else None
+    if saved is not None and measure is not None and "probes" not in saved:
+        saved = None  # a snapshot from before probes were kept cannot give the earlier epochs' probes
     if saved is not None:
         first = _restore(saved, model, opt, sched)
-        history, probes = saved["history"], saved["probes"]
+        history, probes = saved["history"], saved.get("probes", [])
         bar.update(first * len(train))
     elif measure is not None:
         probes.append(measure(model.eval()))  # before training

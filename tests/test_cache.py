@@ -170,3 +170,38 @@ def test_a_stopped_recorded_training_resumes_with_the_epochs_it_recorded(tiny_mn
     assert torch.equal(record, whole_meta["probe"])
     assert meta == {k: v for k, v in whole_meta.items() if k != "probe"}
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_snapshot_saved_before_probes_were_kept_resumes_a_training_without_probes(tiny_mnist_like, monkeypatch):
+    """Snapshots written before probes were stored lack the ``probes`` entry: a training that
+    measures none continues from them; one that does starts over, since the earlier epochs' probes
+    are not in the snapshot."""
+    from aann import training
+    from aann.activations import capture, default_layers
+
+    config = TrainConfig(model="elu_mlp", epochs=2, batch_size=128)
+    key = training_key(tiny_mnist_like, config, 0)
+    real_epoch = training.train_epoch
+
+    def stop_in_second(*args, **kwargs):
+        if args[4] == 1:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", stop_in_second)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tiny_mnist_like, config, seed=0, progress=False)
+    old = torch.load(cache.partial_path(key), weights_only=True)
+    del old["state"]["probes"]
+    torch.save(old, cache.partial_path(key))
+
+    epochs_run = []
+    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: (epochs_run.append(a[4]), real_epoch(*a, **k))[1])
+    samples = tiny_mnist_like["train"].subset(10, seed=1)
+    layers = default_layers(get_model("elu_mlp"))
+    probe = ({}, lambda net: capture(net, samples.x, layers)[0])
+    _, meta = training._train(get_model("elu_mlp"), tiny_mnist_like, config, 0, False, probe[1], key)
+    assert epochs_run == [0, 1] and len(meta["history"]["val_acc"]) == 2  # probed: started over
+    epochs_run.clear()
+    train_classifier(tiny_mnist_like, config, seed=0, progress=False)
+    assert epochs_run == [1]  # no probes: continued from the old snapshot
