@@ -424,3 +424,40 @@ def test_batch_norm_nets_are_evaluated_folded():
         assert torch.equal(logits.argmax(-1), ref.argmax(-1)), layer
         # the folded network's neighbours are the original's: the same swap of the BN net agrees
         assert torch.equal(naive_accuracy(net, data, swaps), naive_accuracy(folded, data, swaps)), layer
+
+
+@pytest.mark.parametrize("name", ["mnist_net", "car_net"])
+def test_the_fused_step_gives_the_results_of_the_step_run_op_by_op(name):
+    """``fuse=True`` compiles the scoring of hidden-layer neighbours into one loop: the same
+    expression in the same order, so the same accuracies and losses and the logits to rounding,
+    on swaps grouped by source and on random ones."""
+    net = ternary_net(name, sparsity=90)
+    data = data_for(net, n=24)
+    plain, fused = NeighbourEvaluator(net, data, fuse=False), NeighbourEvaluator(net, data, fuse=True)
+    for layer in list(sparse_layers(net))[:-1]:
+        for swaps in (next(iter_neighbours(net, layer, batch_size=300)), sample_neighbours(net, layer, 40, seed=1)):
+            a = plain.evaluate(swaps, return_logits=True, loss_temperature=1.0, batch_size=300)
+            b = fused.evaluate(swaps, return_logits=True, loss_temperature=1.0, batch_size=300)
+            assert torch.equal(a[0], b[0]), layer
+            assert torch.allclose(a[1], b[1], rtol=0, atol=1e-12) and torch.allclose(a[2], b[2], rtol=0, atol=1e-12), layer
+            assert torch.equal(b[0], plain.evaluate(swaps, batch_size=300)), layer
+
+
+def test_where_the_fused_step_cannot_be_compiled_it_runs_uncompiled_with_a_warning(monkeypatch):
+    from aann.neighbours import fused
+
+    def no_compiler(fn):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler found\nsecond line")
+        return fail
+
+    monkeypatch.setattr(fused, "_compiled", None)
+    monkeypatch.setattr(fused, "_failed", False)
+    monkeypatch.setattr(fused.torch, "compile", no_compiler)
+    net = ternary_net("mnist_net", sparsity=90)
+    data = data_for(net, n=12)
+    swaps = sample_neighbours(net, "1.0", 20, seed=0)
+    with pytest.warns(RuntimeWarning, match="could not be compiled \\(RuntimeError: no C\\+\\+ compiler found\\)"):
+        acc = NeighbourEvaluator(net, data, fuse=True).evaluate(swaps)
+    assert torch.equal(acc, NeighbourEvaluator(net, data, fuse=False).evaluate(swaps))
+    assert fused._failed  # warned once; later calls go straight to the uncompiled function

@@ -17,6 +17,13 @@ the predictions equal those of a float64 forward pass of the swapped network (a 
 can differ from itself by rounding on near-ties; float64 leaves ties only where they are exact, as
 at the HardTanh clamp, and those come out the same).
 
+**One loop per batch of neighbours.** Scoring a hidden layer's neighbours is bound by memory
+traffic: each neighbour's next pre-activation is two rows of a table of per-weight contributions
+plus the cached one, then pooled, clamped and mapped to logits. On the CPU that step is compiled
+(``torch.compile``) into one loop that reads each row once, with the table laid out so that 2x2
+pooling takes the maximum of four contiguous slabs (``fused.py``); the arithmetic is the unfused
+step's, so the results are too. ``make bench`` measures the evaluator against the naive loop.
+
 **Images that no swap can flip.** In the output layer a swap moves at most two logits, by at most
 $\alpha \max_u |h_u|$ each: an image whose top logit leads by more than twice that keeps its
 prediction under every swap of the layer, so accuracies count it once rather than per neighbour

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused import fused_gathered_tail, pool_major, pool_major_view, tail_spec
 from .stages import _layer_op
 
 __all__ = ["HiddenLayerSwaps"]
@@ -105,39 +106,49 @@ class HiddenLayerSwaps:
         width = z_next[0].numel()
         widest = max(z[0].numel() for z in self.z[k + 1:])
         channel = self.z[k][0, 0].numel()  # features of one channel of stage k (1 for a linear layer)
+        # the fused step (None: op by op), and whether its table is laid out for pooling (.fused)
+        spec = tail_spec(self.stages, k + 1, z_next.shape[1:]) if self.fuse else None
+        pooled = spec is not None and spec[0][0] == "pool_major"
+        weights, biases = self.weights[k + 2:], self.biases[k + 2:]
+        base_sorted = base[order]
+        distinct_bases, base_at = torch.unique_consecutive(base_sorted, return_inverse=True)
         for r in self._image_chunks((U + S + 1) * (width + 4 * channel), rows):
             zr = z_next[r]
             n = len(zr)
             dz = torch.cat([self._dz(k, e_ch, e_in, e_delta, r),
                             self._dz(k, out_ch[joint, 0], in_idx[joint, 0], delta[joint, 0], r)
                             + self._dz(k, out_ch[joint, 1], in_idx[joint, 1], delta[joint, 1], r)])
-            table = self._next_contribution(k, torch.cat([e_ch, out_ch[joint, 0]]), dz, r)  # [U + S + 1, ...]
+            table = self._next_contribution(k, torch.cat([e_ch, out_ch[joint, 0]]), dz, r, pooled)  # [U + S + 1, ...]
+            zr = pool_major(zr) if pooled else zr
             sub = max(1, self.chunk_elems // (n * widest))
             out_sorted = torch.empty(B, n, self.logits.shape[1], dtype=self.dtype, device=self.device)
 
-            def forward(b: slice, z: torch.Tensor) -> None:
+            def score(b: slice, zb: torch.Tensor) -> None:
+                """Neighbours b (in sorted order), whose next pre-activation is table[other] + zb."""
+                z = torch.index_select(table, 0, other_sorted[b], out=self._buffer("z", (b.stop - b.start, *table.shape[1:])))
+                z += zb
                 # copied out at once: the logits may be z itself (buffer memory, reused next step)
                 out_sorted[b] = self._forward_from(k + 1, z.reshape(-1, *z_next.shape[1:])).view(z.shape[0], n, -1)
 
-            if grouped:
+            # a neighbour's next pre-activation is table[other] + (table[base] + zr) on every path
+            if spec is not None:  # one call per sub-batch: per-call costs are high, the rows cached
+                zb = torch.index_select(table, 0, distinct_bases) + zr
+                for b0 in range(0, B, sub):
+                    b = slice(b0, min(B, b0 + sub))
+                    out_sorted[b] = fused_gathered_tail(spec, table, other_sorted[b], zb, base_at[b], weights, biases)
+            elif grouped:
                 start = 0
                 for p, stop in groups:
                     zb = table[p] + zr
                     for b0 in range(start, stop, sub):
-                        b = slice(b0, min(stop, b0 + sub))
-                        z = torch.index_select(table, 0, other_sorted[b], out=self._buffer("z", (b.stop - b0, *table.shape[1:])))
-                        z += zb
-                        forward(b, z)
+                        score(slice(b0, min(stop, b0 + sub)), zb)
                     start = stop
             else:
-                base_sorted = base[order]
                 for b0 in range(0, B, sub):
                     b = slice(b0, min(B, b0 + sub))
-                    shape = (b.stop - b0, *table.shape[1:])
-                    z = torch.index_select(table, 0, base_sorted[b], out=self._buffer("z", shape))
-                    z += torch.index_select(table, 0, other_sorted[b], out=self._buffer("z_other", shape))
-                    z += zr
-                    forward(b, z)
+                    zb = torch.index_select(table, 0, base_sorted[b], out=self._buffer("z_base", (b.stop - b0, *table.shape[1:])))
+                    zb += zr
+                    score(b, zb)
             out = torch.empty_like(out_sorted)
             out[order] = out_sorted
             yield r, out
@@ -152,9 +163,10 @@ class HiddenLayerSwaps:
             self._buffers[name] = torch.empty(numel, dtype=self.dtype, device=self.device)
         return self._buffers[name][:numel].view(shape)
 
-    def _next_contribution(self, k, ch, dz, r) -> torch.Tensor:
+    def _next_contribution(self, k, ch, dz, r, pooled: bool = False) -> torch.Tensor:
         """Change of stage k+1's pre-activation caused by dz[m] in stage k's channel ch[m] alone:
-        [M + 1, n, *next pre-activation shape], the last row zeros (for swaps with one term)."""
+        [M + 1, n, *next pre-activation shape], the last row zeros (for swaps with one term);
+        ``pooled``: each row in the layout of :func:`~aann.neighbours.fused.pool_major`."""
         M, n = dz.shape[:2]
         a_old = self.a[k + 1][r].reshape(n, self.z[k].shape[1], -1).transpose(0, 1)[ch]  # [M, n, per]
         da = self._channel_output(k, ch, dz, r) - a_old
@@ -162,8 +174,10 @@ class HiddenLayerSwaps:
         nxt, w_next = self.stages[k + 1].layer, self.weights[k + 1]
         if isinstance(nxt, nn.Conv2d):
             h, w = self.a[k + 1].shape[2:]
-            out = self._buffer("table", (M + 1, n, *self.z[k + 1].shape[1:]))
+            c_out, h_out, w_out = self.z[k + 1].shape[1:]
+            out = self._buffer("table", (M + 1, n, 4, c_out * h_out * w_out // 4) if pooled else (M + 1, n, c_out, h_out, w_out))
             out[M] = 0
+            rows = pool_major_view(out, c_out, h_out, w_out) if pooled else out  # written in out's layout
             # one convolution per run of endpoints in one input channel (the caller sorts them by
             # channel, so runs are long and the results land in contiguous slices)
             channels, counts = torch.unique_consecutive(ch, return_counts=True)
@@ -171,7 +185,7 @@ class HiddenLayerSwaps:
             for c, count in zip(channels.tolist(), counts.tolist()):
                 m = slice(start, start + count)
                 y = F.conv2d(da[m].reshape(-1, 1, h, w), w_next[:, c:c + 1], None, nxt.stride, nxt.padding)
-                out[m] = y.view(count, n, *y.shape[1:])
+                rows[m] = y.view(count, n, *rows.shape[2:])
                 start += count
             return out
         # a linear layer after a flatten: channel c is input features c * per ... (c + 1) * per - 1

@@ -21,8 +21,9 @@ def _layer_op(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias=None
     return F.linear(x, weight, bias)
 
 
-def _evaluation_post(post: nn.Module):
-    """A stage's ``post`` as a function, with plain 2x2 max-pooling done by ``max_pool_2x2_values``.
+def _post_steps(post: nn.Module) -> tuple:
+    """A stage's ``post`` as steps: ``("pool",)`` (plain 2x2 max-pooling), ``("clamp", lo, hi,
+    in_place)``, ``("flatten",)``, or a module to call as it is (anything else).
 
     HardTanh followed by max-pooling runs as pooling, then the clamp, in place: a clamp is
     monotone, so ``max(clamp(z)) == clamp(max(z))`` exactly (no arithmetic, only a choice), and
@@ -32,19 +33,38 @@ def _evaluation_post(post: nn.Module):
     while i < len(modules):
         m = modules[i]
         if isinstance(m, nn.Hardtanh) and i + 1 < len(modules) and is_plain_2x2(modules[i + 1]):
-            lo, hi = m.min_val, m.max_val
-            steps += [max_pool_2x2_values, lambda x, lo=lo, hi=hi: x.clamp_(lo, hi)]  # on the pool's fresh output
+            steps += [("pool",), ("clamp", m.min_val, m.max_val, True)]  # on the pool's fresh output
             i += 2
             continue
-        steps.append(max_pool_2x2_values if is_plain_2x2(m) else m)
+        if is_plain_2x2(m):
+            steps.append(("pool",))
+        elif isinstance(m, nn.Hardtanh):
+            steps.append(("clamp", m.min_val, m.max_val, False))  # its input may be a cached tensor
+        elif isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
+            steps.append(("flatten",))
+        elif not isinstance(m, nn.Identity):
+            steps.append(m)
         i += 1
+    return tuple(steps)
 
-    def run(x):
-        for step in steps:
+
+def _run_steps(steps: tuple, x: torch.Tensor) -> torch.Tensor:
+    for step in steps:
+        if isinstance(step, nn.Module):
             x = step(x)
-        return x
+        elif step[0] == "pool":
+            x = max_pool_2x2_values(x)
+        elif step[0] == "clamp":
+            x = x.clamp_(step[1], step[2]) if step[3] else x.clamp(step[1], step[2])
+        else:
+            x = x.flatten(1)
+    return x
 
-    return run
+
+def _evaluation_post(post: nn.Module):
+    """A stage's ``post`` as a function of its pre-activation (see :func:`_post_steps`)."""
+    steps = _post_steps(post)
+    return lambda x: _run_steps(steps, x)
 
 
 def _shrinks(post: nn.Module) -> bool:
