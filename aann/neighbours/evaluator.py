@@ -13,7 +13,6 @@ from ..data import Split
 from ..models import has_batch_norm
 from ..ternary import UnknownLayerError
 from .certify import Certification
-from .fused import FUSE_MIN_IMAGES
 from .hidden_layers import HiddenLayerSwaps
 from .output_layer import OutputLayerSwaps
 from .stages import _check_temperature, _cross_entropy_sum, _evaluation_post, _layer_op
@@ -30,7 +29,7 @@ class NeighbourEvaluator(Certification, OutputLayerSwaps, HiddenLayerSwaps):
     the last two layers, count the images whose prediction no swap there can change once instead
     of once per neighbour (exact; see ``_uncertain``); False scores every image (for comparisons).
     ``fuse``: score hidden-layer neighbours with one compiled loop (``aann.neighbours.fused``, the
-    same results); None: on the CPU from ``FUSE_MIN_IMAGES`` images on.
+    same results); None: on the CPU, for batches of at least ``FUSE_MIN_WORK`` neighbour-images.
     """
 
     def __init__(self, model: nn.Module, data: Split, dtype=torch.float64, chunk_elems: int | None = None,
@@ -62,9 +61,7 @@ class NeighbourEvaluator(Certification, OutputLayerSwaps, HiddenLayerSwaps):
         self._top3_cache = None  # see _top3
         self._uncertain_cache: dict[int, tuple] = {}  # see _uncertain
         self.certify = certify  # count once the images no swap can flip (_uncertain); False: score all
-        # score hidden-layer neighbours with one compiled loop (.fused): by default on the CPU, where
-        # the compilation pays for itself
-        self.fuse = fuse if fuse is not None else self.device.type == "cpu" and len(self.y) >= FUSE_MIN_IMAGES
+        self.fuse = fuse  # score hidden-layer neighbours with one compiled loop (.fused); None: where it pays
         with torch.no_grad():
             self.weights = [s.layer.effective_weight().detach().to(dtype) for s in self.stages]
             self.biases = [None if s.layer.bias is None else s.layer.bias.detach().to(dtype) for s in self.stages]
