@@ -28,6 +28,7 @@ import torch
 from aann.data import load_splits
 from aann.models import get_model
 from aann.neighbours import NeighbourEvaluator, naive_accuracy, neighbourhood_size, sample_neighbours
+from aann.neighbours.fused import FUSE_MIN_WORK
 from aann.pruning import prune_to
 from aann.psiren import reference_network
 from aann.results import write_results
@@ -62,8 +63,11 @@ def measure(net, test, layer: str, seconds: float, device) -> dict:
         evaluator.evaluate(pool[i:i + b], batch_size=b)
         return b
 
-    for n in (64, 96):  # warm-up: two shapes, so the fused step's shape-generic compilation is done too
-        evaluator.evaluate(pool[:n], batch_size=n)
+    # warm-up: batches large enough to be fused, of two shapes, so that the fused step's compilation
+    # for shapes as they come is done before the clock runs
+    n = min(len(pool) - 32, -(-FUSE_MIN_WORK // len(test)))
+    for b in (n, n + 32):
+        evaluator.evaluate(pool[:b], batch_size=b)
     n_fast, t_fast = timed_until(fast, seconds, device)
     naive_cursor = {"i": 0}
 

@@ -112,7 +112,8 @@ class HiddenLayerSwaps:
         pooled = spec is not None and spec[0][0] == "pool_major"
         weights, biases = self.weights[k + 2:], self.biases[k + 2:]
         base_sorted = base[order]
-        distinct_bases, base_at = torch.unique_consecutive(base_sorted, return_inverse=True)
+        if spec is not None:  # the fused step adds table[base] + zr, computed once per distinct base
+            distinct_bases, base_at = torch.unique_consecutive(base_sorted, return_inverse=True)
         for r in self._image_chunks((U + S + 1) * (width + 4 * channel), rows):
             zr = z_next[r]
             n = len(zr)
