@@ -299,15 +299,6 @@ def run_episode(driver, seed: int, max_steps: int = MAX_STEPS, record: bool = Fa
                    np.array(noisy, bool) if noise else None)
 
 
-def _one_thread():
-    try:
-        import torch
-
-        torch.set_num_threads(1)  # one episode per process: threads would only contend
-    except ImportError:
-        pass
-
-
 def _episode(args) -> Episode:
     driver, seed, max_steps, record = args
     return run_episode(driver, seed, max_steps, record=record)
@@ -333,9 +324,9 @@ def evaluate_driver(driver, seeds, max_steps: int = MAX_STEPS, workers: int = 1,
             out.append(_episode(job))
             bar.update(1)
     else:
-        from .runtime import spawn_context
+        from .runtime import worker_pool
 
-        with spawn_context().Pool(min(workers, len(seeds)), initializer=_one_thread) as pool:
+        with worker_pool(workers) as pool:
             out = []
             for ep in pool.imap(_episode, jobs):
                 out.append(ep)

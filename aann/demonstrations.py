@@ -112,9 +112,9 @@ def generate(seeds, config: DemoConfig = DemoConfig(), workers: int | None = Non
     else:
         from functools import partial
 
-        from .runtime import spawn_context
+        from .runtime import worker_pool
 
-        with spawn_context().Pool(workers) as pool:
+        with worker_pool(workers) as pool:
             for result in pool.imap_unordered(partial(_record_track, config=config), todo):
                 store(*result)
     bar.close()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 __all__ = ["PROFILES", "default_device", "default_profile", "check_profile", "seed_everything",
-           "derived_seed", "generator", "spawn_context"]
+           "derived_seed", "generator", "spawn_context", "worker_pool"]
 
 PROFILES = ("quick", "full")
 
@@ -69,3 +71,42 @@ def spawn_context():
                            f"{main!r} is not a file it can import: run this code from a file, a notebook or "
                            f"`python -c`, or ask for one worker")
     return multiprocessing.get_context("spawn")
+
+
+_POOLS: dict = {}  # worker count -> pool, kept for the process's life
+
+
+def _single_threaded_worker():
+    try:
+        import torch as _torch
+
+        _torch.set_num_threads(1)  # one job per process: threads would only contend for the cores
+    except ImportError:
+        pass
+
+
+@contextmanager
+def worker_pool(workers: int):
+    """A pool of ``workers`` single-threaded spawned processes, started on first use and kept for
+    later calls with the same count: each spawned process imports torch, gymnasium and Box2D (about
+    5 s on 2 cores), which a chapter that drives a dozen batches of episodes would otherwise pay a
+    dozen times. An exception (or an interrupt) inside the ``with`` block terminates the pool, so
+    that no job of the failed call runs on in it; the next call starts a fresh one."""
+    if workers < 2:
+        raise ValueError(f"a worker pool needs at least 2 workers, got {workers}; run one job in-process")
+    pool = _POOLS.get(workers)
+    if pool is None:
+        pool = _POOLS[workers] = spawn_context().Pool(workers, initializer=_single_threaded_worker)
+    try:
+        yield pool
+    except BaseException:
+        _POOLS.pop(workers, None)
+        pool.terminate()
+        raise
+
+
+@atexit.register
+def _close_pools():
+    for pool in _POOLS.values():
+        pool.terminate()
+    _POOLS.clear()
