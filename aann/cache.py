@@ -36,6 +36,8 @@ CACHE_VERSION = 2
 # "searches read" and "searches resumed"): a chapter's provenance note says how much of its
 # execution was reading earlier work.
 USAGE: collections.Counter = collections.Counter()
+# USAGE's key for a read from the model store rather than the cache: ``"networks read" + STORE_READ``
+STORE_READ = " from the store"
 
 
 def config_key(config: dict) -> str:
@@ -70,7 +72,8 @@ def load(config: dict, counted_as: str = "networks read") -> tuple[dict, dict] |
     (then a :class:`DamagedCacheEntryWarning` names the file and why). A hit adds one to
     ``USAGE[counted_as]``."""
     path = cache_path(config)
-    if not path.is_file():
+    stored = not path.is_file()
+    if stored:
         path = store.find(path.name)  # a network committed with the book (models/), read-only
         if path is None:
             return None
@@ -78,7 +81,7 @@ def load(config: dict, counted_as: str = "networks read") -> tuple[dict, dict] |
         entry = torch.load(path, map_location="cpu", weights_only=True)
         problem = _damage(entry, config)
         if problem is None:
-            USAGE[counted_as] += 1
+            USAGE[counted_as + STORE_READ if stored else counted_as] += 1
             return entry["state_dict"], json.loads(entry["meta_json"])
     except Exception as err:  # truncated, not a torch archive, unpicklable, bad JSON: all the same here
         problem = f"{type(err).__name__}: {err}".splitlines()[0]

@@ -70,25 +70,30 @@ class Chapter:
                 + (f" Where it differs from the papers' scale: {differs}" if differs else ""))
 
     def reused(self) -> str:
-        """What this execution took from earlier runs: ``"reading 93 trained networks from the
-        model cache; training 3"``, or "" where it trained and searched everything itself."""
+        """What this execution took from earlier runs: ``"reading 12 trained networks from the model
+        store; reading 81 trained networks from the model cache; training 3"``, or "" where it trained
+        and searched everything itself."""
         used = {k: cache.USAGE[k] - self.usage_at_start.get(k, 0) for k in cache.USAGE}
 
         def count(key, noun, plural):
             return f"{used[key]} {noun if used[key] == 1 else plural}"
 
-        reads = [count(k, noun, plural) for k, noun, plural in (("networks read", "trained network", "trained networks"),
-                                                               ("sweeps read", "finished sweep", "finished sweeps"),
-                                                               ("searches read", "finished search", "finished searches"))
-                 if used.get(k)]
-        listed = ", ".join(reads[:-1]) + (" and " if len(reads) > 1 else "") + (reads[-1] if reads else "")
-        parts = [f"reading {listed} from the model cache"] if reads else []
-        if reads and used.get("networks trained"):
+        kinds = (("networks read", "trained network", "trained networks"),
+                 ("sweeps read", "finished sweep", "finished sweeps"),
+                 ("searches read", "finished search", "finished searches"))
+        parts = []
+        for where, suffix in (("the model store", cache.STORE_READ), ("the model cache", "")):
+            reads = [count(k + suffix, noun, plural) for k, noun, plural in kinds if used.get(k + suffix)]
+            if reads:
+                listed = ", ".join(reads[:-1]) + (" and " if len(reads) > 1 else "") + reads[-1]
+                parts.append(f"reading {listed} from {where}")
+        if parts and used.get("networks trained"):
             parts.append(f"training {used['networks trained']}")
-        if used.get("trainings resumed"):
-            parts.append(f"resuming {count('trainings resumed', 'training', 'trainings')} from the last finished epoch")
-        if used.get("searches resumed"):
-            parts.append(f"resuming {count('searches resumed', 'search', 'searches')} from a checkpoint")
+        for key, what, since in (("trainings resumed", ("training", "trainings"), "the last finished epoch"),
+                                 ("searches resumed", ("search", "searches"), "a checkpoint")):
+            for suffix, where in (("", ""), (cache.STORE_READ, " in the model store")):
+                if used.get(key + suffix):
+                    parts.append(f"resuming {count(key + suffix, *what)} from {since}{where}")
         return "; ".join(parts)
 
     def show_file(self, data: bytes, name: str, alt: str):

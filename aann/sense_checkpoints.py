@@ -42,7 +42,8 @@ def save_checkpoint(path: Path, result: SenseResult, fingerprint: str) -> None:
 def load_checkpoint(path: Path, config: SenseConfig, fingerprint: str, shorter: bool = False) -> dict | None:
     """The state saved at ``path`` (None if there is no file). ``shorter``: the file may hold the
     same search run to fewer steps (see ``aann.sense.sense``'s ``extends``)."""
-    if not path.exists():
+    stored = not path.exists()
+    if stored:
         path = store.find(path.name)  # a finished search committed with the book, read-only
         if path is None:
             return None
@@ -62,7 +63,8 @@ def load_checkpoint(path: Path, config: SenseConfig, fingerprint: str, shorter: 
     if saved["initial"] != fingerprint or theirs != ours:
         raise ValueError(f"the checkpoint {path} belongs to another search (other initial network or "
                          "configuration); delete it or pass another checkpoint path")
-    cache.USAGE["searches read" if saved["state"]["step"] >= config.steps else "searches resumed"] += 1
+    read = "searches read" if saved["state"]["step"] >= config.steps else "searches resumed"
+    cache.USAGE[read + cache.STORE_READ if stored else read] += 1
     return saved["state"]
 
 

@@ -110,6 +110,12 @@ def test_the_provenance_note_says_what_the_execution_read_from_earlier_runs(monk
     assert chapter.provenance(60.0).endswith(
         ", in 1.0 min (reading 93 trained networks, 16 finished sweeps and 1 finished search from the model cache; "
         "training 3; resuming 1 training from the last finished epoch).")
+    # what came with the book (the model store) is told apart from what earlier runs left in the cache
+    cache.USAGE.update({"networks read" + cache.STORE_READ: 4, "searches read" + cache.STORE_READ: 2})
+    assert chapter.provenance(60.0).endswith(
+        ", in 1.0 min (reading 4 trained networks and 2 finished searches from the model store; "
+        "reading 93 trained networks, 16 finished sweeps and 1 finished search from the model cache; "
+        "training 3; resuming 1 training from the last finished epoch).")
 
 
 def test_a_results_file_says_what_the_run_read_from_earlier_runs(tmp_path, monkeypatch):

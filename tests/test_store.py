@@ -39,8 +39,11 @@ def test_the_cache_reads_a_stored_entry(private_store):
     path = cache.save(config, {"w": torch.arange(3.0)}, {"note": "stored"})
     store.add(path, "model", config, "python -c pass")
     path.unlink()
+    before = dict(cache.USAGE)
     state, meta = cache.load(config)
     assert torch.equal(state["w"], torch.arange(3.0)) and meta == {"note": "stored"}
+    read = "networks read" + cache.STORE_READ  # counted as a read from the store, not the cache
+    assert cache.USAGE[read] - before.get(read, 0) == 1 and cache.USAGE["networks read"] == before.get("networks read", 0)
     assert json.loads((private_store / "MANIFEST.json").read_text())[path.name]["kind"] == "model"
 
 
@@ -57,6 +60,8 @@ def test_a_finished_search_in_the_store_is_read_not_run(private_store, tiny_mnis
         raise AssertionError("a search in the store ran again")
 
     monkeypatch.setattr(sense_module.Climber, "neighbourhood", no_search)
+    before = cache.USAGE["searches read" + cache.STORE_READ]
     again = sense(start, val, cfg, checkpoint=path, progress=False)
+    assert cache.USAGE["searches read" + cache.STORE_READ] == before + 1
     assert (again.path, again.history) == (done.path, done.history)
     assert not path.exists()  # the store is only read
