@@ -129,7 +129,7 @@ BUDGETS = {
             climb=SenseConfig(schedule="fc", steps=6, block=10**6, neighbours=200), climb_seeds=1,
             random90=dict(steps=30, block=10, neighbours=30), backprop_epochs=2, random_select=1_000,
             random80=SenseConfig(schedule="random", steps=60, block=3, neighbours=30),
-            steepest=dict(steps=1, n_select=100), anneal=dict(steps=300, neighbours=100),
+            steepest=dict(steps=1, n_select=50), anneal=dict(steps=300, neighbours=100),
             long_fc=SenseConfig(schedule="fc", steps=1_500, block=10**6, neighbours=100)),
         # random80: as many steps as the CPU run that first reached 90 % (2,000 of 30); on an H100 a
         # 30-neighbour step costs about 0.12 s in layer 1.0 with 5,000 images, 0.01 s in 2.0, 1 ms in
