@@ -33,3 +33,14 @@ def test_sources_have_no_invalid_escape_sequences():
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # DeprecationWarning (3.11) / SyntaxWarning (3.12+)
             compile(path.read_text(), str(path), "exec")
+
+
+def test_chapter_code_fits_the_page_column():
+    """The site shows a code cell in a column of about 88 characters; a wider line scrolls
+    sideways, out of the reader's sight."""
+    import jupytext
+
+    for path in sorted((ROOT / "book").glob("*.md")):
+        cells = [c for c in jupytext.read(path).cells if c.cell_type == "code"]
+        wide = [line for c in cells for line in c.source.splitlines() if len(line) > 88]
+        assert not wide, f"{path.name}: {len(wide)} code lines wider than 88 characters, e.g. {wide[0]!r}"
