@@ -23,7 +23,7 @@ import torch
 from . import store
 from .paths import cache_dir
 
-__all__ = ["CACHE_VERSION", "USAGE", "config_key", "cache_path", "DamagedCacheEntryWarning", "load", "save",
+__all__ = ["CACHE_VERSION", "USAGE", "STORE_READ", "config_key", "cache_path", "DamagedCacheEntryWarning", "load", "save",
            "partial_path", "save_partial", "load_partial", "drop_partial", "state_fingerprint", "tensor_fingerprint"]
 
 # Bump whenever training code changes what it produces, even by rounding: the key hashes the
@@ -34,9 +34,9 @@ CACHE_VERSION = 2
 # What this process took from the cache and what it made ("networks read", "networks trained",
 # "trainings resumed"; aann.robustness counts "sweeps read" and "sweeps made", aann.sense_checkpoints
 # "searches read" and "searches resumed"): a chapter's provenance note says how much of its
-# execution was reading earlier work.
+# execution was reading earlier work. A read from the model store (aann.store) rather than the
+# cache is counted under the key + STORE_READ ("networks read from the store").
 USAGE: collections.Counter = collections.Counter()
-# USAGE's key for a read from the model store rather than the cache: ``"networks read" + STORE_READ``
 STORE_READ = " from the store"
 
 
@@ -69,8 +69,9 @@ def _damage(entry, config: dict) -> str | None:
 
 def load(config: dict, counted_as: str = "networks read") -> tuple[dict, dict] | None:
     """``(state_dict, meta)`` for ``config``, or None when it was never saved or cannot be used
-    (then a :class:`DamagedCacheEntryWarning` names the file and why). A hit adds one to
-    ``USAGE[counted_as]``."""
+    (then a :class:`DamagedCacheEntryWarning` names the file and why). The cache is looked in
+    first, then the model store; a hit adds one to ``USAGE[counted_as]`` (``counted_as +
+    STORE_READ`` for the store)."""
     path = cache_path(config)
     stored = not path.is_file()
     if stored:
@@ -81,12 +82,17 @@ def load(config: dict, counted_as: str = "networks read") -> tuple[dict, dict] |
         entry = torch.load(path, map_location="cpu", weights_only=True)
         problem = _damage(entry, config)
         if problem is None:
+            meta = json.loads(entry["meta_json"])
             USAGE[counted_as + STORE_READ if stored else counted_as] += 1
-            return entry["state_dict"], json.loads(entry["meta_json"])
+            return entry["state_dict"], meta
     except Exception as err:  # truncated, not a torch archive, unpicklable, bad JSON: all the same here
         problem = f"{type(err).__name__}: {err}".splitlines()[0]
-    warnings.warn(f"model cache entry {path} cannot be used ({problem}); training it again, the new "
-                  "entry will replace the file", DamagedCacheEntryWarning, stacklevel=2)
+    if stored:
+        warnings.warn(f"model store entry {path} cannot be used ({problem}); training it again into the model "
+                      "cache, whose entry is read from then on", DamagedCacheEntryWarning, stacklevel=2)
+    else:
+        warnings.warn(f"model cache entry {path} cannot be used ({problem}); training it again, the new "
+                      "entry will replace the file", DamagedCacheEntryWarning, stacklevel=2)
     return None
 
 

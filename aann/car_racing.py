@@ -326,7 +326,7 @@ def evaluate_driver(driver, seeds, max_steps: int = MAX_STEPS, workers: int = 1,
     else:
         from .runtime import worker_pool
 
-        with worker_pool(workers) as pool:
+        with worker_pool(min(workers, len(seeds))) as pool:
             out = []
             for ep in pool.imap(_episode, jobs):
                 out.append(ep)

@@ -89,11 +89,13 @@ class Chapter:
                 parts.append(f"reading {listed} from {where}")
         if parts and used.get("networks trained"):
             parts.append(f"training {used['networks trained']}")
-        for key, what, since in (("trainings resumed", ("training", "trainings"), "the last finished epoch"),
-                                 ("searches resumed", ("search", "searches"), "a checkpoint")):
-            for suffix, where in (("", ""), (cache.STORE_READ, " in the model store")):
-                if used.get(key + suffix):
-                    parts.append(f"resuming {count(key + suffix, *what)} from {since}{where}")
+        if used.get("trainings resumed"):  # partial trainings live in the cache only
+            parts.append(f"resuming {count('trainings resumed', 'training', 'trainings')} from the last finished epoch")
+        # a search resumed from the store extends a shorter finished one committed with the book
+        for where, suffix in ((" in the model store", cache.STORE_READ), ("", "")):
+            if used.get("searches resumed" + suffix):
+                parts.append(f"resuming {count('searches resumed' + suffix, 'search', 'searches')} "
+                             f"from a checkpoint{where}")
         return "; ".join(parts)
 
     def show_file(self, data: bytes, name: str, alt: str):

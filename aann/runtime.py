@@ -73,40 +73,46 @@ def spawn_context():
     return multiprocessing.get_context("spawn")
 
 
-_POOLS: dict = {}  # worker count -> pool, kept for the process's life
+_POOL: dict = {}  # "pool" and "size": the process's kept pool of workers, once started
 
 
 def _single_threaded_worker():
-    try:
-        import torch as _torch
+    import signal
 
-        _torch.set_num_threads(1)  # one job per process: threads would only contend for the cores
-    except ImportError:
-        pass
+    torch.set_num_threads(1)  # one job per process: threads would only contend for the cores
+    # an interrupt reaches the whole process group (a notebook's or a terminal's Ctrl-C): the
+    # parent handles it (and terminates the pool); idle workers must not die of it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager
 def worker_pool(workers: int):
-    """A pool of ``workers`` single-threaded spawned processes, started on first use and kept for
-    later calls with the same count: each spawned process imports torch, gymnasium and Box2D (about
-    5 s on 2 cores), which a chapter that drives a dozen batches of episodes would otherwise pay a
-    dozen times. An exception (or an interrupt) inside the ``with`` block terminates the pool, so
-    that no job of the failed call runs on in it; the next call starts a fresh one."""
+    """A pool of at least ``workers`` single-threaded spawned processes, started on first use and
+    kept for later calls: each spawned process imports torch, gymnasium and Box2D (about 5 s on 2
+    cores), which a chapter that drives a dozen batches of episodes would otherwise pay a dozen
+    times. One pool per process: a call that asks for more workers than it has replaces it.
+
+    An exception (or an interrupt) inside the ``with`` block terminates the pool, so that no job of
+    the failed call runs on in it; the next call starts a fresh one. Read all results inside the
+    block (a result iterator left unread leaves its jobs running ahead of the next call's). The
+    workers keep the environment and working directory of their start; jobs must not use CUDA (a
+    worker would hold its context for the rest of the process). Not for use from several threads
+    at once."""
     if workers < 2:
         raise ValueError(f"a worker pool needs at least 2 workers, got {workers}; run one job in-process")
-    pool = _POOLS.get(workers)
-    if pool is None:
-        pool = _POOLS[workers] = spawn_context().Pool(workers, initializer=_single_threaded_worker)
+    if _POOL.get("size", 0) < workers:
+        _close_pool()
+        _POOL.update(pool=spawn_context().Pool(workers, initializer=_single_threaded_worker), size=workers)
+    pool = _POOL["pool"]
     try:
         yield pool
     except BaseException:
-        _POOLS.pop(workers, None)
-        pool.terminate()
+        _close_pool()
         raise
 
 
 @atexit.register
-def _close_pools():
-    for pool in _POOLS.values():
-        pool.terminate()
-    _POOLS.clear()
+def _close_pool():
+    if "pool" in _POOL:
+        _POOL.pop("pool").terminate()
+    _POOL.clear()

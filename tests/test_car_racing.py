@@ -103,29 +103,37 @@ def test_net_driver_and_workers_give_the_same_episodes():
     two = cr.evaluate_driver(driver, [1, 2], max_steps=40, workers=2, progress=False)
     assert [e.total_return for e in one] == [e.total_return for e in two]
     # a second call drives in the same worker processes (their start is the cost the pool saves)
-    from aann.runtime import _POOLS
+    from aann.runtime import _POOL
 
-    pids = sorted(p.pid for p in _POOLS[2]._pool)
+    pool = _POOL["pool"]
     again = cr.evaluate_driver(driver, [2, 1], max_steps=40, workers=2, progress=False)
     assert [e.total_return for e in again] == [e.total_return for e in two[::-1]]
-    assert sorted(p.pid for p in _POOLS[2]._pool) == pids
+    assert _POOL["pool"] is pool
 
 
 def test_a_failed_call_terminates_its_worker_pool_and_the_next_starts_fresh():
-    from aann.runtime import _POOLS, worker_pool
+    from aann.runtime import worker_pool
 
     with pytest.raises(ValueError, match="at least 2 workers"):
         with worker_pool(1):
             pass
     with worker_pool(2) as pool:
         first = pool
+    with worker_pool(2) as pool:
+        assert pool is first  # kept between calls
     with pytest.raises(ZeroDivisionError):
         with worker_pool(2) as pool:
-            assert pool is first
             1 / 0  # the call fails while its pool is in use
-    assert _POOLS.get(2) is not first
+    with pytest.raises(ValueError, match="not running"):
+        first.map(abs, [-1])  # terminated: no job of the failed call runs on
     with worker_pool(2) as pool:
         assert pool is not first and pool.map(abs, [-1, -2]) == [1, 2]
+    with worker_pool(3) as bigger:  # more workers than the kept pool has: replaced
+        assert bigger is not pool and bigger.map(abs, [-3]) == [3]
+    with pytest.raises(ValueError, match="not running"):
+        pool.map(abs, [-1])
+    with worker_pool(2) as pool:  # fewer: the kept pool serves
+        assert pool is bigger
 
 
 def test_episode_gif():
