@@ -273,7 +273,8 @@ def unmatched_numbers(table: list[list[str]], metrics: dict, columns=("this", "f
         for i in keep:
             if i >= len(row):
                 continue
-            for token in re.findall(r"[-+−]?\d[\d,]*(?:\.\d+)?", row[i]):
+            # a number, not the digits of a name (CIFAR-10, top-5, mnist_ternary90)
+            for token in re.findall(r"(?<![\w\-−])[-+−]?\d[\d,]*(?:\.\d+)?", row[i]):
                 text = token.replace(",", "").replace("−", "-")
                 decimals = len(text.split(".")[1]) if "." in text else 0
                 number = float(text)
@@ -288,6 +289,9 @@ def test_table_numbers_are_matched_to_metrics_at_their_printed_precision():
     assert unmatched_numbers(table, {"acc": 0.98417, "gain": 0.0151, "steps": 1000.0}) == []
     assert unmatched_numbers(table, {"acc": 0.98417, "gain": 0.0151}) == ["1,000 in 'gain'"]
     assert unmatched_numbers(table, {"acc": 0.9843, "gain": 0.015, "steps": 1000.0}) == ["98.42 in 'accuracy'"]
+    named = [["what", "paper", "this book"], ["clean", "0.79", "top-1 0.770 (CIFAR-10), mnist_ternary90: held"]]
+    assert unmatched_numbers(named, {"acc": 0.7698}) == []
+    assert unmatched_numbers(named, {"acc": 0.7718}) == ["0.770 in 'clean'"]
 
 
 @pytest.mark.site
