@@ -87,12 +87,10 @@ def load(config: dict, counted_as: str = "networks read") -> tuple[dict, dict] |
             return entry["state_dict"], meta
     except Exception as err:  # truncated, not a torch archive, unpicklable, bad JSON: all the same here
         problem = f"{type(err).__name__}: {err}".splitlines()[0]
-    if stored:
-        warnings.warn(f"model store entry {path} cannot be used ({problem}); training it again into the model "
-                      "cache, whose entry is read from then on", DamagedCacheEntryWarning, stacklevel=2)
-    else:
-        warnings.warn(f"model cache entry {path} cannot be used ({problem}); training it again, the new "
-                      "entry will replace the file", DamagedCacheEntryWarning, stacklevel=2)
+    where, then = (("model store", " into the model cache, whose entry is read from then on") if stored
+                   else ("model cache", ", the new entry will replace the file"))
+    warnings.warn(f"{where} entry {path} cannot be used ({problem}); training it again{then}",
+                  DamagedCacheEntryWarning, stacklevel=2)
     return None
 
 

@@ -113,6 +113,7 @@ def worker_pool(workers: int):
 
 @atexit.register
 def _close_pool():
-    if "pool" in _POOL:
-        _POOL.pop("pool").terminate()
+    pool = _POOL.pop("pool", None)
     _POOL.clear()
+    if pool is not None:
+        pool.terminate()

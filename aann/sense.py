@@ -62,7 +62,7 @@ from .data import Split
 from .models import get_model
 from .neighbours import (NeighbourEvaluator, apply_swap, iter_neighbours, neighbourhood_size,
                          sample_neighbours, scan)
-from .neighbours.fused import FUSE_MIN_WORK
+from .neighbours.fused import fusing_batch
 from .pruning import check_sparsity, prune_to
 from .runtime import derived_seed, seed_everything
 from .sense_checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
@@ -272,7 +272,7 @@ class Climber:
             total = neighbourhood_size(net, layer)
             # batches big enough for the CPU's fused step (aann.neighbours.fused): a whole layer-1.0
             # neighbourhood on 1,000 images is 4 x 10^7 neighbour-images, several times cheaper fused
-            batch = max(4096, -(-FUSE_MIN_WORK // len(evaluator.y)))
+            batch = max(4096, fusing_batch(len(evaluator.y)))
             sc = scan(evaluator, iter_neighbours(net, layer, batch), total=-(-total // batch), progress=False,
                       loss_temperature=loss_t)
             fit = sc.best_acc if loss_t is None else -sc.best_loss

@@ -28,7 +28,7 @@ import torch
 from aann.data import load_splits
 from aann.models import get_model
 from aann.neighbours import NeighbourEvaluator, naive_accuracy, neighbourhood_size, sample_neighbours
-from aann.neighbours.fused import FUSE_MIN_WORK
+from aann.neighbours.fused import fusing_batch
 from aann.pruning import prune_to
 from aann.psiren import reference_network
 from aann.results import write_results
@@ -65,7 +65,7 @@ def measure(net, test, layer: str, seconds: float, device) -> dict:
 
     # warm-up: batches large enough to be fused, of two shapes, so that the fused step's compilation
     # for shapes as they come is done before the clock runs
-    n = min(len(pool) - 32, -(-FUSE_MIN_WORK // len(test)))
+    n = min(len(pool) - 32, fusing_batch(len(test)))
     for b in (n, n + 32):
         evaluator.evaluate(pool[:b], batch_size=b)
     n_fast, t_fast = timed_until(fast, seconds, device)

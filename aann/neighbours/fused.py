@@ -35,6 +35,12 @@ __all__ = []
 FUSE_MIN_WORK = 10_000_000
 
 
+def fusing_batch(n_images: int) -> int:
+    """The fewest neighbours a batch on ``n_images`` images needs for ``NeighbourEvaluator(fuse=None)``
+    to fuse it on the CPU (callers that choose batch sizes read the rule here)."""
+    return -(-FUSE_MIN_WORK // n_images)
+
+
 def tail_spec(stages, j: int, shape) -> tuple | None:
     """Stages ``j``, ``j+1``, ... as steps :func:`gathered_tail` can run, or None where a stage
     holds anything else: stage ``j``'s post (led by ``("pool_major", C, H, W)`` where it starts

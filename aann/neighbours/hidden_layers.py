@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fused import FUSE_MIN_WORK, fused_gathered_tail, pool_major, pool_major_view, tail_spec
+from .fused import fused_gathered_tail, fusing_batch, pool_major, pool_major_view, tail_spec
 from .stages import _layer_op
 
 __all__ = ["HiddenLayerSwaps"]
@@ -107,7 +107,7 @@ class HiddenLayerSwaps:
         widest = max(z[0].numel() for z in self.z[k + 1:])
         channel = self.z[k][0, 0].numel()  # features of one channel of stage k (1 for a linear layer)
         # the fused step (None: op by op), and whether its table is laid out for pooling (.fused)
-        fuse = self.fuse if self.fuse is not None else self.device.type == "cpu" and B * len(self.y) >= FUSE_MIN_WORK
+        fuse = self.fuse if self.fuse is not None else self.device.type == "cpu" and B >= fusing_batch(len(self.y))
         spec = tail_spec(self.stages, k + 1, z_next.shape[1:]) if fuse else None
         pooled = spec is not None and spec[0][0] == "pool_major"
         weights, biases = self.weights[k + 2:], self.biases[k + 2:]
