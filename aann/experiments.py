@@ -52,12 +52,26 @@ def write_experiment(name: str, metrics: dict, args: argparse.Namespace, device)
         clean[key] = value
     out = args.out or (project_root() / "_build" / "experiments" if args.quick else experiments_dir())
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"name": name, "command": " ".join(["python", *map(shlex.quote, [_program(), *sys.argv[1:]])]),
+    payload = {"name": name, "command": " ".join(["python", *map(shlex.quote, [_program(), *_arguments()])]),
                "device": device_description(device), "versions": versions(),
                "date": datetime.date.today().isoformat(), "quick": bool(args.quick), "metrics": clean}
     path = out / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _arguments() -> list[str]:
+    """The command line's arguments less ``--out``: where the file was written is not part of the
+    experiment (and a committed file names no folder of the machine that ran it)."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            args.append(arg)
+    return args
 
 
 def _program() -> str:

@@ -13,7 +13,12 @@ pick another layer"):
 
 * ``"alternate"``: the layers in turn (Fig. 6: 10 steps each, the cycle three times);
 * a layer name, e.g. ``"fc"``: that layer only (Fig. 7);
-* ``"random"``: a random layer per block (Fig. 8: 3 steps per pick).
+* ``"random"``: a random layer per block (Fig. 8: 3 steps per pick);
+* ``"adaptive"`` (beyond the paper): a random layer per block among those not *resting*. A step
+  that finds no acceptable neighbour rests its layer for $2^f$ steps (at most ``MAX_REST``), $f$
+  its steps in a row without one; a move ends the rest. A layer that has stopped improving (in
+  the MNIST net the first convolution, whose steps also cost the most) is then tried now and
+  then instead of in a third of the blocks.
 
 **Simulated annealing** (the paper's future work): with ``temperature=(t0, t1)``, a step whose best
 neighbour is not better than the current network proposes one of the sampled neighbours at random
@@ -60,19 +65,19 @@ from . import store
 from .cache import state_fingerprint
 from .data import Split
 from .models import get_model
-from .neighbours import (NeighbourEvaluator, apply_swap, iter_neighbours, neighbourhood_size,
-                         sample_neighbours, scan)
-from .neighbours.fused import fusing_batch
+from .neighbours import NeighbourEvaluator, apply_swap, neighbourhood_size
 from .pruning import check_sparsity, prune_to
 from .runtime import derived_seed, seed_everything
 from .sense_checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from .sense_climber import Climber, Move, Neighbourhood
 from .ternary import sparse_layers, ternarize
 
-__all__ = ["SCHEDULES", "FITNESSES", "SenseConfig", "SenseResult", "random_sparse_ternary", "schedule_layer",
-           "temperature", "checkpoint_path", "Move", "Neighbourhood", "Climber", "sense", "search",
-           "exact_accuracy", "loss_temperature"]
+__all__ = ["SCHEDULES", "FITNESSES", "MAX_REST", "SenseConfig", "SenseResult", "random_sparse_ternary",
+           "schedule_layer", "Rests", "temperature", "checkpoint_path", "Move", "Neighbourhood", "Climber",
+           "sense", "search", "exact_accuracy", "loss_temperature"]
 
-SCHEDULES = ("alternate", "random")
+SCHEDULES = ("alternate", "random", "adaptive")
+MAX_REST = 64  # steps: the longest rest of the adaptive schedule
 FITNESSES = ("accuracy", "cross_entropy")
 
 
@@ -91,12 +96,14 @@ class SenseConfig:
     seed: int = 0
     fitness: str = "accuracy"  # or "cross_entropy" (beyond the paper; see the module's docstring)
     loss_temperature: float = 0.5  # the cross-entropy's softmax temperature, in units of the output scale
+    swaps_per_step: int = 1  # > 1: composite moves (beyond the paper; see aann.sense_climber)
 
 
 @dataclass
 class SenseResult:
     """What a search did. ``history`` has one entry per step (lists): ``layer``, ``moved``,
-    ``best_neighbour`` (the selection accuracy of the step's best neighbour), ``fitness`` (the current
+    ``swaps`` (the swaps the step took: 0, 1, or more in a composite move), ``best_neighbour``
+    (the selection accuracy of the step's best neighbour), ``fitness`` (the current
     network's after the step: its selection accuracy, or minus its loss), ``val_acc`` and
     ``test_acc`` of the current network after the step, ``evaluations`` (neighbours evaluated so far), ``temperature``.
     ``path`` lists the accepted swaps ``(layer, src, dst)``; family member ``i`` is the initial
@@ -155,13 +162,37 @@ def random_sparse_ternary(model: str, sparsity: float, seed: int = 0, **kwargs) 
     return net
 
 
-def schedule_layer(config: SenseConfig, layers: list[str], block: int) -> str:
-    """The layer of block ``block`` of the schedule."""
+def schedule_layer(config: SenseConfig, layers: list[str], block: int, rests: "Rests | None" = None,
+                   step: int = 0) -> str:
+    """The layer of block ``block`` of the schedule (``"adaptive"``: starting at ``step``, with
+    the ``rests`` of the search so far)."""
     if config.schedule == "alternate":
         return layers[block % len(layers)]
-    if config.schedule == "random":
-        return random.Random(derived_seed(config.seed, "block", block)).choice(layers)
+    if config.schedule in ("random", "adaptive"):
+        awake = rests.awake(step) if config.schedule == "adaptive" else layers
+        return random.Random(derived_seed(config.seed, "block", block)).choice(awake)
     return config.schedule  # one layer only
+
+
+class Rests:
+    """The adaptive schedule's memory: for each layer, its steps in a row without an acceptable
+    neighbour and the step its rest ends. A function of the history, so a resumed search rebuilds
+    it by replaying the history and goes on along the same trajectory."""
+
+    def __init__(self, layers: list[str], history: dict | None = None):
+        self.layers = list(layers)
+        self.fails, self.until = dict.fromkeys(layers, 0), dict.fromkeys(layers, 0)
+        history = history or {}
+        for step, (layer, moved) in enumerate(zip(history.get("layer", []), history.get("moved", []))):
+            self.update(step, layer, moved)
+
+    def update(self, step: int, layer: str, moved: bool) -> None:
+        self.fails[layer] = 0 if moved else self.fails[layer] + 1
+        self.until[layer] = step + 1 + min(2 ** self.fails[layer], MAX_REST) if self.fails[layer] else 0
+
+    def awake(self, step: int) -> list[str]:
+        """The layers not resting at ``step`` (all of them when every one rests)."""
+        return [layer for layer in self.layers if self.until[layer] <= step] or self.layers
 
 
 def _check(config: SenseConfig, model: nn.Module) -> list[str]:
@@ -183,6 +214,11 @@ def _check(config: SenseConfig, model: nn.Module) -> list[str]:
         raise ValueError(f"loss_temperature must be a finite number > 0, got {config.loss_temperature!r}")
     if config.temperature is not None and not (len(config.temperature) == 2 and min(config.temperature) > 0):
         raise ValueError(f"temperature must be (t0, t1) with both > 0, got {config.temperature!r}")
+    if not (isinstance(config.swaps_per_step, int) and config.swaps_per_step >= 1):
+        raise ValueError(f"swaps_per_step must be an int >= 1, got {config.swaps_per_step!r}")
+    if config.swaps_per_step > 1 and (config.neighbours == "all" or config.temperature is not None):
+        raise ValueError("a composite move (swaps_per_step > 1) is built from sampled neighbours by a climb: "
+                         "give neighbours as a positive int and no temperature")
     if config.temperature is not None and config.neighbours == "all":
         raise ValueError("annealing proposes a random one of a sampled neighbourhood: give neighbours as a "
                          "positive int, not 'all' (that is steepest ascent)")
@@ -197,103 +233,6 @@ def temperature(config: SenseConfig, step: int) -> float:
         return 0.0
     t0, t1 = config.temperature
     return t0 * (t1 / t0) ** (step / max(1, config.steps - 1))
-
-
-@dataclass(frozen=True)
-class Move:
-    """A neighbour: the swap ``src -> dst`` of ``layer`` and what it scored."""
-
-    layer: str
-    src: int
-    dst: int
-    fitness: float  # the accuracy, or minus the loss (cross-entropy fitness)
-    acc: float
-
-
-@dataclass(frozen=True)
-class Neighbourhood:
-    """One step's neighbourhood, evaluated: its best neighbour (the first best, on ties), how many
-    neighbours were evaluated, what ``record`` keeps of it, and, when annealing, the neighbour
-    drawn at random as the proposal."""
-
-    best: Move
-    evaluations: int
-    recorded: tuple | None = None
-    proposal: Move | None = None
-
-
-class Climber:
-    """The network a search stands on, with the evaluators that score its neighbours: selection
-    (``select``) and, if given, the split that is only reported (``report``). A move is one call;
-    the network and both evaluators' caches move together."""
-
-    def __init__(self, model: nn.Module, select: Split, report: Split | None = None):
-        self.net = copy.deepcopy(model)
-        self.evaluator = NeighbourEvaluator(self.net, select)
-        # the report split gets an evaluator too: after a move only the moved layer's channels and
-        # what follows are recomputed, and both accuracies are counted the same way (float64, exact)
-        self.reporter = NeighbourEvaluator(self.net, report) if report is not None else None
-
-    def follow(self, path) -> None:
-        """Replay the moves of ``path`` (a resumed search). The evaluators' caches then hold bit
-        for bit what a search run straight through holds (``NeighbourEvaluator.follow``; a fresh
-        evaluator of the last member agrees only to rounding), so the search goes on along the
-        same trajectory."""
-        for layer, src, dst in path:
-            apply_swap(self.net, layer, src, dst)
-        for ev in (self.evaluator, self.reporter):
-            if ev is not None:
-                ev.follow(path)
-
-    def move(self, layer: str, src: int, dst: int) -> None:
-        apply_swap(self.net, layer, src, dst)
-        for ev in (self.evaluator, self.reporter):
-            if ev is not None:
-                ev.apply_swap(layer, src, dst)
-
-    @property
-    def val_acc(self) -> float:
-        return self.evaluator.base_accuracy
-
-    @property
-    def test_acc(self) -> float | None:
-        return self.reporter.base_accuracy if self.reporter is not None else None
-
-    def fitness(self, loss_t: float | None) -> float:
-        """The accuracy on the selection split, or minus its loss at temperature ``loss_t``."""
-        return self.val_acc if loss_t is None else -self.evaluator.base_loss(loss_t)
-
-    def neighbourhood(self, layer: str, config: SenseConfig, step: int, record: bool,
-                      loss_t: float | None) -> Neighbourhood:
-        """Evaluate the step's neighbourhood of ``layer``: all of it, or ``config.neighbours``
-        drawn with the step's seed."""
-        net, evaluator = self.net, self.evaluator
-        if config.neighbours == "all":
-            total = neighbourhood_size(net, layer)
-            # batches big enough for the CPU's fused step (aann.neighbours.fused): a whole layer-1.0
-            # neighbourhood on 1,000 images is 4 x 10^7 neighbour-images, several times cheaper fused
-            batch = max(4096, fusing_batch(len(evaluator.y)))
-            sc = scan(evaluator, iter_neighbours(net, layer, batch), total=-(-total // batch), progress=False,
-                      loss_temperature=loss_t)
-            fit = sc.best_acc if loss_t is None else -sc.best_loss
-            return Neighbourhood(Move(layer, sc.best_src, sc.best_dst, fit, sc.best_acc), total,
-                                 (layer, None, None, sc.acc) if record else None)
-        n = min(config.neighbours, neighbourhood_size(net, layer))
-        swaps = sample_neighbours(net, layer, n, seed=derived_seed(config.seed, "neighbours", step))
-        if loss_t is None:
-            acc = fit = evaluator.evaluate(swaps, batch_size=1024)
-        else:
-            acc, loss = evaluator.evaluate(swaps, batch_size=1024, loss_temperature=loss_t)
-            fit = -loss
-
-        def move(i: int) -> Move:
-            return Move(layer, int(swaps.src[i]), int(swaps.dst[i]), fit[i].item(), acc[i].item())
-
-        proposal = None
-        if config.temperature is not None:
-            proposal = move(random.Random(derived_seed(config.seed, "propose", step)).randrange(n))
-        return Neighbourhood(move(int(fit.argmax())), n,  # argmax: the first best, on ties
-                             (layer, swaps.src, swaps.dst, acc.float().cpu()) if record else None, proposal)
 
 
 def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | None = None,
@@ -335,17 +274,23 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
     current = climber.fitness(loss_t)
     if not result.member_val:
         result.member_val = [climber.val_acc]
-        result.history = {k: [] for k in ("layer", "moved", "best_neighbour", "fitness", "val_acc", "test_acc",
-                                          "evaluations", "temperature")}
+        result.history = {k: [] for k in ("layer", "moved", "swaps", "best_neighbour", "fitness", "val_acc",
+                                          "test_acc", "evaluations", "temperature")}
+    # a checkpoint from before composite moves: one swap in each step that moved
+    result.history.setdefault("swaps", [int(m) for m in result.history["moved"]])
     best_so_far = max(result.member_val)
+    rests = Rests(layers, result.history) if config.schedule == "adaptive" else None
     saved_at = time.monotonic()
     bar = tqdm(total=config.steps, initial=result.step, desc=f"SENSE {config.schedule}", unit="step",
                disable=not progress, mininterval=5)
     while result.step < end:
-        layer = schedule_layer(config, layers, result.block)
+        if rests is not None and result.in_block:  # the block goes on in its layer
+            layer = result.history["layer"][-1]
+        else:
+            layer = schedule_layer(config, layers, result.block, rests, result.step)
         hood = climber.neighbourhood(layer, config, result.step, record, loss_t)
         t = temperature(config, result.step)
-        step = hood.best
+        step, start, swaps, rescored = hood.best, current, 0, 0
         if step.fitness > current or (config.accept_ties and step.fitness == current):
             moved = True
         elif t > 0:  # annealing: a random proposal, taken with probability exp(-(current - its fitness) / T)
@@ -356,10 +301,15 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
             moved = False
         if moved:
             climber.move(layer, step.src, step.dst)
-            current = climber.fitness(loss_t)
-            result.path.append((layer, step.src, step.dst))
-            result.member_val.append(climber.val_acc)
-            best_so_far = max(best_so_far, climber.val_acc)
+            taken = [Move(layer, step.src, step.dst, climber.fitness(loss_t), climber.val_acc)]
+            if config.swaps_per_step > 1:
+                more, rescored = climber.compose(step, hood.runners_up, start, config.swaps_per_step, loss_t)
+                taken += more
+            for m in taken:
+                result.path.append((layer, m.src, m.dst))
+                result.member_val.append(m.acc)
+            current, swaps = taken[-1].fitness, len(taken)
+            best_so_far = max(best_so_far, *result.member_val[-swaps:])
             result.in_block += 1
         if not moved or result.in_block == config.block:  # the block ends: the schedule's next layer
             result.block += 1
@@ -367,12 +317,15 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
         h = result.history
         h["layer"].append(layer)
         h["moved"].append(moved)
+        h["swaps"].append(swaps)
         h["best_neighbour"].append(hood.best.acc)
         h["fitness"].append(current)
         h["val_acc"].append(climber.val_acc)
         h["test_acc"].append(climber.test_acc)
-        h["evaluations"].append((h["evaluations"][-1] if h["evaluations"] else 0) + hood.evaluations)
+        h["evaluations"].append((h["evaluations"][-1] if h["evaluations"] else 0) + hood.evaluations + rescored)
         h["temperature"].append(t)
+        if rests is not None:
+            rests.update(result.step, layer, moved)
         if record:
             result.neighbourhoods.append(hood.recorded)
         result.step += 1

@@ -26,16 +26,23 @@ from .paths import cache_dir
 if TYPE_CHECKING:
     from .sense import SenseConfig, SenseResult
 
-__all__ = ["STATE_FIELDS", "save_checkpoint", "load_checkpoint", "checkpoint_path"]
+__all__ = ["STATE_FIELDS", "config_key", "save_checkpoint", "load_checkpoint", "checkpoint_path"]
 
 # The fields of SenseResult that a checkpoint holds (config and initial network are its key).
 STATE_FIELDS = ("path", "member_val", "history", "neighbourhoods", "step", "block", "in_block")
 
 
+def config_key(config: SenseConfig) -> dict:
+    """The configuration as a checkpoint records and compares it: a field added after checkpoints
+    were written is left out at its default, so those checkpoints (and their file names) still
+    belong to the same searches."""
+    return {k: v for k, v in asdict(config).items() if not (k == "swaps_per_step" and v == 1)}
+
+
 def save_checkpoint(path: Path, result: SenseResult, fingerprint: str) -> None:
     state = {k: getattr(result, k) for k in STATE_FIELDS}
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"config": asdict(result.config), "initial": fingerprint, "state": state}, tmp)
+    torch.save({"config": config_key(result.config), "initial": fingerprint, "state": state}, tmp)
     os.replace(tmp, path)  # atomic: a search killed while writing keeps its previous checkpoint
 
 
@@ -51,7 +58,7 @@ def load_checkpoint(path: Path, config: SenseConfig, fingerprint: str, shorter: 
         saved = torch.load(path, weights_only=False)
     except Exception as e:  # a truncated or foreign file
         raise ValueError(f"cannot read the SENSE checkpoint {path} ({e}); delete it to start afresh") from e
-    theirs, ours = dict(saved["config"]), asdict(config)
+    theirs, ours = dict(saved["config"]), config_key(config)
     if shorter:
         if config.temperature is not None:
             raise ValueError("an annealing search cannot extend a shorter one: its temperature schedule "
@@ -72,7 +79,7 @@ def checkpoint_path(name: str, model: nn.Module, select: Split, config: SenseCon
     """A checkpoint file in the model cache, named for the search and keyed by its start, its
     selection split and its configuration: a rerun resumes (or finds the search done), a changed
     search starts afresh in another file."""
-    what = (state_fingerprint(model), select.fingerprint(), asdict(config))
+    what = (state_fingerprint(model), select.fingerprint(), config_key(config))
     if config.temperature is not None:  # annealing has proposed at random since 54200b6: older checkpoints are not resumed
         what += ("metropolis",)
     key = hashlib.sha256(repr(what).encode()).hexdigest()[:12]

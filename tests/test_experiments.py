@@ -13,8 +13,11 @@ PROGRAMS = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
 # the runs of each program that the chapters quote: program -> results files it writes
 QUOTED = {"psiren_batch_norm": ["psiren_batch_norm"], "sense_loss_temperature": ["sense_loss_temperature"],
           "car_expert_rules": ["car_expert_rules"],
-          "sense_random80": ["sense_random80_mnist_cross_entropy", "sense_random80_car_cross_entropy"]}
-ARGS = {"sense_random80": [["mnist"], ["car", "--fitness", "accuracy"]]}
+          "sense_random80": ["sense_random80_mnist_cross_entropy", "sense_random80_car_cross_entropy",
+                             "sense_random80_mnist_cross_entropy_train",
+                             "sense_random80_mnist_cross_entropy_swaps8_train"]}
+ARGS = {"sense_random80": [["mnist"], ["car", "--fitness", "accuracy"],
+                           ["mnist", "--fit-on", "train", "--swaps-per-step", "3", "--schedule", "adaptive"]]}
 
 
 def test_every_program_is_known():
@@ -29,6 +32,7 @@ def test_program_runs_quick(program, args, tmp_path):
     (out,) = tmp_path.glob("*.json")
     payload = json.loads(out.read_text())
     assert payload["quick"] is True and payload["command"].startswith(f"python experiments/{program}.py")
+    assert "--out" not in payload["command"] and str(tmp_path) not in payload["command"]  # no machine folder
     assert payload["metrics"] and all(isinstance(v, float) for v in payload["metrics"].values())
 
 

@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from aann import sense as sense_module
+from aann import sense_checkpoints as checkpoint_module
+from aann import sense_climber as climber_module
 from aann.ensembles import best_members, ensemble_accuracy
 from aann.sense import (SenseConfig, exact_accuracy, random_sparse_ternary, search, sense,
                         temperature)
@@ -75,7 +77,7 @@ def test_a_finished_search_is_read_from_its_checkpoint_without_evaluating(start,
     def no_evaluator(*args, **kwargs):
         raise AssertionError("a finished search built an evaluator")
 
-    monkeypatch.setattr(sense_module, "NeighbourEvaluator", no_evaluator)
+    monkeypatch.setattr(climber_module, "NeighbourEvaluator", no_evaluator)
     again = sense(start, val, _cfg(), report=test, checkpoint=ck, progress=False)
     assert (again.step, again.path, again.member_val, again.history) == (done.step, done.path, done.member_val,
                                                                          done.history)
@@ -130,6 +132,68 @@ def test_cross_entropy_fitness_climbs_the_loss_and_resumes(start, tiny_mnist_lik
     assert acc.history["fitness"] == acc.history["val_acc"]
 
 
+def test_a_composite_move_takes_several_swaps_a_step_each_scored_before_it_is_taken(start, tiny_mnist_like,
+                                                                                    tmp_path):
+    val, test = tiny_mnist_like["val"], tiny_mnist_like["test"]
+    cfg = _cfg(fitness="cross_entropy", steps=8, swaps_per_step=4)
+    res = sense(start, val, cfg, report=test, progress=False)
+    h = res.history
+    assert max(h["swaps"]) > 1 and len(res.path) == sum(h["swaps"]) == len(res.member_val) - 1
+    assert all(s <= 4 for s in h["swaps"]) and h["evaluations"][-1] > 8 * 20  # the re-scores count
+    fit = h["fitness"]
+    assert all(b >= a for a, b in zip(fit, fit[1:])) and fit[-1] > fit[0]
+    assert value_counts(res.network) == value_counts(start)  # every swap a bit-swap: one family
+    members = [0] + list(torch.cumsum(torch.tensor(h["swaps"]), 0))
+    for i in {members[3], members[-1]}:  # a member's recorded selection accuracy is its own
+        assert res.member_val[i] == exact_accuracy(res.member(i), val)
+    assert h["test_acc"][-1] == exact_accuracy(res.network, test)
+    ck = tmp_path / "composite.pt"
+    sense(start, val, cfg, report=test, checkpoint=ck, stop_after=3, progress=False)
+    resumed = sense(start, val, cfg, report=test, checkpoint=ck, progress=False)
+    assert resumed.path == res.path and resumed.history == res.history
+    # one swap per step is the paper's search, in the same checkpoint file as before the option
+    one = _cfg(fitness="cross_entropy", steps=8)
+    assert "swaps_per_step" not in checkpoint_module.config_key(one)
+    assert checkpoint_module.config_key(cfg)["swaps_per_step"] == 4
+    plain = sense(start, val, one, progress=False)
+    assert plain.history["swaps"] == [int(m) for m in plain.history["moved"]]
+    # a checkpoint written before the option (its history without "swaps") resumes as one
+    old = tmp_path / "old.pt"
+    sense(start, val, one, checkpoint=old, stop_after=3, progress=False)
+    saved = torch.load(old, weights_only=False)
+    del saved["state"]["history"]["swaps"]
+    torch.save(saved, old)
+    assert sense(start, val, one, checkpoint=old, progress=False).history == plain.history
+
+
+def test_the_adaptive_schedule_rests_a_layer_that_finds_nothing_and_resumes(start, tiny_mnist_like, tmp_path):
+    rests = sense_module.Rests(["1.0", "2.0", "fc"])
+    for step in range(3):  # three steps in a row without a move: a rest of 2 ** 3 steps
+        rests.update(step, "1.0", False)
+    assert rests.awake(3) == ["2.0", "fc"] and rests.awake(3 + 8) == ["1.0", "2.0", "fc"]
+    for step in range(3, 20):
+        rests.update(step, "1.0", False)
+    assert rests.until["1.0"] == 20 + sense_module.MAX_REST  # capped
+    rests.update(20, "1.0", True)  # a move ends the rest
+    assert rests.awake(21) == ["1.0", "2.0", "fc"]
+    for layer in ("1.0", "2.0", "fc"):
+        rests.update(22, layer, False)
+    assert rests.awake(23) == ["1.0", "2.0", "fc"]  # every layer resting: all of them
+    # a search: the history rebuilds the rests, and a resumed search follows the same trajectory
+    val = tiny_mnist_like["val"]
+    cfg = _cfg(schedule="adaptive", steps=12, accept_ties=False)  # ties refused: steps that find nothing
+    res = sense(start, val, cfg, progress=False)
+    h = res.history
+    assert not all(h["moved"])
+    for step in range(1, len(h["layer"])):
+        if not h["moved"][step - 1]:  # a new block: a layer awake then
+            before = sense_module.Rests(["1.0", "2.0", "fc"], {k: v[:step] for k, v in h.items()})
+            assert h["layer"][step] in before.awake(step)
+    ck = tmp_path / "adaptive.pt"
+    sense(start, val, cfg, checkpoint=ck, stop_after=5, progress=False)
+    assert sense(start, val, cfg, checkpoint=ck, progress=False).history == res.history
+
+
 def test_schedules_visit_the_layers_they_promise(start, tiny_mnist_like):
     fc = sense(start, tiny_mnist_like["val"], _cfg(schedule="fc"), progress=False)
     assert set(fc.history["layer"]) == {"fc"}
@@ -171,7 +235,10 @@ def test_impossible_settings_say_what_is_allowed(start, tiny_mnist_like):
     for bad, match in [(dict(schedule="conv9"), "schedule must be"), (dict(neighbours=0), "neighbours must"),
                        (dict(layers=("x",)), "not sparse ternary layers"), (dict(block=0), "block >= 1"),
                        (dict(temperature=(1.0, 0.0)), "temperature"), (dict(fitness="loss"), "fitness must be"),
-                       (dict(fitness="cross_entropy", loss_temperature=0.0), "loss_temperature must be")]:
+                       (dict(fitness="cross_entropy", loss_temperature=0.0), "loss_temperature must be"),
+                       (dict(swaps_per_step=0), "swaps_per_step must be"),
+                       (dict(swaps_per_step=3, neighbours="all"), "composite move"),
+                       (dict(swaps_per_step=3, temperature=(0.5, 0.1)), "composite move")]:
         with pytest.raises(ValueError, match=match):
             sense(start, val, _cfg(**bad), progress=False)
     with pytest.raises(ValueError, match=r"\(0, 100\)"):
