@@ -1,14 +1,14 @@
 """SENSE from a random 80 %-sparse ternary network, tested along the way: a long search's curve.
 
 The start is the chapters' own (``random_sparse_ternary(model, 80, seed)``: the sense chapter's MNIST
-net or the car chapter's car net); the schedule is the random-layer one of the paper's Fig. 8a over
-every layer (blocks of up to 3 steps), ``--neighbours`` neighbours a step, ``--fitness`` the
+net, for MNIST or Fashion-MNIST, or the car chapter's car net); the schedule is the random-layer
+one of the paper's Fig. 8a over every layer (blocks of up to 3 steps), ``--neighbours`` neighbours a step, ``--fitness`` the
 cross-entropy (beyond the paper) or the accuracy (the paper's). The fitness is measured on
 ``--select`` validation images (frames), as in the chapters; with ``--fit-on train`` on as many
 training images instead, and the validation split (all of it) then only chooses the network the
 search held at the best curve point. ``--swaps-per-step`` > 1 makes each step a composite move
 (``aann.sense_climber``); ``--schedule adaptive`` rests the layers that stop improving
-(``aann.sense``). The test split (all MNIST test images, or every frame of the full
+(``aann.sense``). The test split (all 10,000 test images, or every frame of the full
 profile's test tracks) is evaluated every ``--every`` steps on the network the search held, and
 never selects. The search is checkpointed in the model cache: a stopped run resumes, and
 ``--steps`` larger than a finished run's continues it (``sense(..., extends=...)``). A finished
@@ -33,17 +33,17 @@ from aann.runtime import default_device
 from aann.profiles import budgets
 from aann.sense import checkpoint_path, random_sparse_ternary, sense
 
-LAYERS = {"mnist": ("1.0", "2.0", "fc"), "car": ("1.0", "2.0", "fc1.0", "fc")}
+LAYERS = {"mnist": ("1.0", "2.0", "fc"), "fashion_mnist": ("1.0", "2.0", "fc"), "car": ("1.0", "2.0", "fc1.0", "fc")}
 
 
 def splits(task: str, quick: bool, device, train: bool) -> dict:
     """Validation and test splits of the task, and the training split with ``train``: MNIST's, or
     the car chapter's demonstrations (the quick profile's tracks with ``--quick``, else the full
     profile's)."""
-    if task == "mnist":
+    if task != "car":
         from aann.data import load_splits
 
-        d = load_splits("mnist", device=device, download=True)
+        d = load_splits(task, device=device, download=True)
         return d | {"test": d["test"].subset(300, seed=0) if quick else d["test"]}
     from aann.demonstrations import load_demonstrations
 
@@ -77,9 +77,9 @@ def main(argv=None) -> None:
     val, test = data["val"], data["test"]
     select = data[args.fit_on].subset(args.select, seed=args.seed)
     held_out = args.fit_on == "train"  # the validation split chooses, the fitness images do not
-    start = random_sparse_ternary("mnist_net" if args.task == "mnist" else "car_net", 80, seed=args.seed).to(device)
+    start = random_sparse_ternary("car_net" if args.task == "car" else "mnist_net", 80, seed=args.seed).to(device)
     # the chapters' search from the random 80 % net (schedule, blocks, neighbours), run longer
-    base = budgets("sense", "full").random80 if args.task == "mnist" else budgets("car_racing", "full").sense80_all
+    base = budgets("car_racing", "full").sense80_all if args.task == "car" else budgets("sense", "full").random80
     cfg = replace(base, steps=args.steps, neighbours=args.neighbours or base.neighbours, fitness=args.fitness,
                   seed=args.seed, swaps_per_step=args.swaps_per_step, schedule=args.schedule)
     variant = ((f"_swaps{cfg.swaps_per_step}" if cfg.swaps_per_step > 1 else "") + ("_train" if held_out else "")
