@@ -3,7 +3,8 @@ r"""SENSE, *stochastic search and succeed* (Algorithm 2): a hill-climb over bit-
 From a sparse ternary network $N^0$, each **step** takes one layer, evaluates a neighbourhood of
 the current network $N^i$ in it (``neighbours`` first neighbours sampled, or all of them:
 steepest ascent) and moves to the best neighbour $N^{i+1}$ if it is at least as good as $N^i$ on
-the **selection** split. A bit-swap keeps every layer's counts of $-1, 0, +1$, so every network
+the **selection** split (or, beyond the paper, takes several swaps: composite moves, in
+:mod:`aann.sense_climber`). A bit-swap keeps every layer's counts of $-1, 0, +1$, so every network
 the search visits has the family of $N^0$: the path is a *family* of architecturally distinct
 networks.
 
@@ -165,11 +166,11 @@ def random_sparse_ternary(model: str, sparsity: float, seed: int = 0, **kwargs) 
 def schedule_layer(config: SenseConfig, layers: list[str], block: int, rests: "Rests | None" = None,
                    step: int = 0) -> str:
     """The layer of block ``block`` of the schedule (``"adaptive"``: starting at ``step``, with
-    the ``rests`` of the search so far)."""
+    the ``rests`` of the search so far; without them every layer is awake)."""
     if config.schedule == "alternate":
         return layers[block % len(layers)]
     if config.schedule in ("random", "adaptive"):
-        awake = rests.awake(step) if config.schedule == "adaptive" else layers
+        awake = rests.awake(step) if config.schedule == "adaptive" and rests is not None else layers
         return random.Random(derived_seed(config.seed, "block", block)).choice(awake)
     return config.schedule  # one layer only
 
@@ -276,8 +277,6 @@ def sense(model: nn.Module, select: Split, config: SenseConfig, report: Split | 
         result.member_val = [climber.val_acc]
         result.history = {k: [] for k in ("layer", "moved", "swaps", "best_neighbour", "fitness", "val_acc",
                                           "test_acc", "evaluations", "temperature")}
-    # a checkpoint from before composite moves: one swap in each step that moved
-    result.history.setdefault("swaps", [int(m) for m in result.history["moved"]])
     best_so_far = max(result.member_val)
     rests = Rests(layers, result.history) if config.schedule == "adaptive" else None
     saved_at = time.monotonic()

@@ -70,6 +70,9 @@ def load_checkpoint(path: Path, config: SenseConfig, fingerprint: str, shorter: 
     if saved["initial"] != fingerprint or theirs != ours:
         raise ValueError(f"the checkpoint {path} belongs to another search (other initial network or "
                          "configuration); delete it or pass another checkpoint path")
+    history = saved["state"].get("history") or {}
+    if "moved" in history and "swaps" not in history:  # written before composite moves: one swap a move
+        history["swaps"] = [int(m) for m in history["moved"]]
     read = "searches read" if saved["state"]["step"] >= config.steps else "searches resumed"
     cache.USAGE[read + cache.STORE_READ if stored else read] += 1
     return saved["state"]

@@ -148,10 +148,11 @@ class Climber:
     def compose(self, first: Move, runners_up: tuple[Move, ...], start: float, limit: int,
                 loss_t: float | None) -> tuple[list[Move], int]:
         """Extend the move to ``first`` (already taken) into a composite move of at most ``limit``
-        swaps: the runners-up that beat ``start`` (the fitness before the step), as many as swaps are
-        still allowed and best first, are scored again on the current network, and the best is
-        taken while it is strictly better than the current network. Returns the further swaps taken, in order (each with the selection
-        accuracy of the network it led to), and the number of neighbours scored again."""
+        swaps: the runners-up that beat ``start`` (the fitness before the step), as many as swaps
+        are still allowed and best first, are scored again on the current network, and the best
+        is taken while it is strictly better than the current network. Returns the further swaps
+        taken, in order (each with the fitness and selection accuracy of the network it led to),
+        and the number of neighbours scored again."""
         candidates = [m for m in runners_up if m.fitness > start]
         current, rescored, taken = self.fitness(loss_t), 0, []
         while len(taken) + 1 < limit:

@@ -2,11 +2,11 @@
 
 The start is the chapters' own (``random_sparse_ternary(model, 80, seed)``: the sense chapter's MNIST
 net, for MNIST or Fashion-MNIST, or the car chapter's car net); the schedule is the random-layer
-one of the paper's Fig. 8a over every layer (blocks of up to 3 steps), ``--neighbours`` neighbours a step, ``--fitness`` the
-cross-entropy (beyond the paper) or the accuracy (the paper's). The fitness is measured on
-``--select`` validation images (frames), as in the chapters; with ``--fit-on train`` on as many
-training images instead, and the validation split (all of it) then only chooses the network the
-search held at the best curve point. ``--swaps-per-step`` > 1 makes each step a composite move
+one of the paper's Fig. 8a over every layer (blocks of up to 3 steps), ``--neighbours`` neighbours
+a step, ``--fitness`` the cross-entropy (beyond the paper) or the accuracy (the paper's). The
+fitness is measured on ``--select`` validation images (frames), as in the chapters; with
+``--fit-on train`` on as many training images instead, and the validation split (all of it) then
+only chooses the network the search held at the best curve point. ``--swaps-per-step`` > 1 makes each step a composite move
 (``aann.sense_climber``); ``--schedule adaptive`` rests the layers that stop improving
 (``aann.sense``). The test split (all 10,000 test images, or every frame of the full
 profile's test tracks) is evaluated every ``--every`` steps on the network the search held, and
@@ -103,17 +103,20 @@ def main(argv=None) -> None:
     metrics = {"steps": cfg.steps, "neighbours": cfg.neighbours, "n_select": len(select), "n_test": len(test)}
     if ran:  # the time of this call: the whole search, or with --extends the steps it added
         metrics["search_s" if shorter is None else "extension_s"] = time.time() - started
+    layers = LAYERS[args.task]
     for s in sorted({0, *range(args.every, cfg.steps + 1, args.every), cfg.steps}):
         i = int(members[s - 1]) if s else 0
+        net = res.member(i)
         fit_acc = h["val_acc"][s - 1] if s else res.member_val[0]  # on the fitness images
+        at = f"curve/{s}"
         if held_out:
-            metrics[f"curve/{s}/fit_acc"] = fit_acc
-        metrics.update({f"curve/{s}/val_acc": NeighbourEvaluator(res.member(i), val).base_accuracy if held_out else fit_acc,
-                        f"curve/{s}/test_acc": NeighbourEvaluator(res.member(i), test).base_accuracy,
-                        f"curve/{s}/evaluations": h["evaluations"][s - 1] if s else 0,
-                        **{f"curve/{s}/moves/{layer}": int((moved_in[:i] == layer).sum()) for layer in LAYERS[args.task]},
-                        **{f"curve/{s}/steps/{layer}": int((stepped_in[:s] == layer).sum()) for layer in LAYERS[args.task]}})
-        print(f"step {s:6d}: validation {metrics[f'curve/{s}/val_acc']:.4f}, test {metrics[f'curve/{s}/test_acc']:.4f}",
+            metrics[f"{at}/fit_acc"] = fit_acc
+        metrics.update({f"{at}/val_acc": NeighbourEvaluator(net, val).base_accuracy if held_out else fit_acc,
+                        f"{at}/test_acc": NeighbourEvaluator(net, test).base_accuracy,
+                        f"{at}/evaluations": h["evaluations"][s - 1] if s else 0,
+                        **{f"{at}/moves/{layer}": int((moved_in[:i] == layer).sum()) for layer in layers},
+                        **{f"{at}/steps/{layer}": int((stepped_in[:s] == layer).sum()) for layer in layers}})
+        print(f"step {s:6d}: validation {metrics[f'{at}/val_acc']:.4f}, test {metrics[f'{at}/test_acc']:.4f}",
               flush=True)
     metrics.update({"final/val_acc": metrics[f"curve/{cfg.steps}/val_acc"],
                     "final/test_acc": metrics[f"curve/{cfg.steps}/test_acc"], "final/evaluations": h["evaluations"][-1]})

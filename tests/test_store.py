@@ -1,12 +1,14 @@
 """aann.store: the committed models and checkpoints, found by the cache and by SENSE, read-only."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from aann import cache, store
 from aann import sense as sense_module
+from aann import sense_checkpoints as checkpoint_module
 from aann.sense import SenseConfig, checkpoint_path, random_sparse_ternary, sense
 
 
@@ -65,3 +67,20 @@ def test_a_finished_search_in_the_store_is_read_not_run(private_store, tiny_mnis
     assert cache.USAGE["searches read" + cache.STORE_READ] == before + 1
     assert (again.path, again.history) == (done.path, done.history)
     assert not path.exists()  # the store is only read
+
+
+def test_every_stored_search_keeps_its_name_and_configuration_under_todays_key(monkeypatch):
+    """A search's checkpoint is found by a key of its start, its selection split and its
+    configuration: a field added to SenseConfig must leave the committed searches' keys as they are."""
+    manifest = json.loads((store.store_dir() / "MANIFEST.json").read_text())
+    stored = [name for name, entry in manifest.items() if entry["kind"] == "sense_checkpoint"]
+    assert stored
+    for name in stored:
+        saved = torch.load(store.store_dir() / name, weights_only=False)
+        config = SenseConfig(**saved["config"])
+        assert checkpoint_module.config_key(config) == saved["config"]  # load_checkpoint's comparison
+        # the key's inputs: the start's fingerprint and the split's (16 hex digits each), the config
+        start_fp, split_fp = saved["initial"][:16], saved["initial"][16:]
+        monkeypatch.setattr(checkpoint_module, "state_fingerprint", lambda model: start_fp)
+        split = SimpleNamespace(fingerprint=lambda: split_fp)
+        assert checkpoint_path(name.rsplit("-", 1)[0], None, split, config).name == name
